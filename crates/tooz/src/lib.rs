@@ -1,0 +1,1 @@
+//! tooz: distributed coordination.
