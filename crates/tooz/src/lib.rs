@@ -1,1 +1,61 @@
-//! tooz: distributed coordination.
+//! # tooz
+//!
+//! Distributed coordination for Rust services: group membership, leader election, locks
+//! with fencing tokens, and consistent-hash partitioning, over interchangeable backends
+//! chosen by URL. The API follows OpenStack's Python tooz; the storage layout of each
+//! backend follows Python tooz's too, so Rust and Python services can share a lock or group.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use tooz::Coordinator;
+//! use futures::StreamExt;
+//!
+//! let coord = Coordinator::connect("zake://", "worker-1").await?;
+//! coord.start().await?;
+//!
+//! coord.create_group("workers").await?;
+//! let mut events = coord.watch_group("workers").await?;
+//! coord.join_group("workers", b"zone-a").await?;
+//! let event = events.next().await.unwrap();
+//! assert_eq!(event.member(), &"worker-1".into());
+//!
+//! let guard = coord.lock("reindex").acquire().await?;
+//! println!("fencing token {}", guard.fencing_token());
+//! guard.release().await?;
+//!
+//! let leadership = coord.campaign("workers").await?;
+//! leadership.resign().await?;
+//! coord.stop().await?;
+//! # Ok::<(), tooz::Error>(()) }).unwrap();
+//! ```
+//!
+//! Drivers are listed by [`drivers::registry`]; each declares its [`Characteristics`] and
+//! which API parts it [`Support`]s. A call a backend cannot carry answers
+//! [`Error::NotImplemented`].
+#![warn(missing_docs)]
+
+pub mod blocking;
+mod characteristics;
+mod coordinator;
+pub mod driver;
+pub mod drivers;
+mod election;
+mod error;
+mod group;
+mod id;
+mod lock;
+mod session;
+mod url;
+mod watchers;
+
+pub use characteristics::{Characteristic, Characteristics};
+pub use coordinator::{Coordinator, CoordinatorBuilder, MAX_NAME_LEN};
+pub use driver::{Support, WatchKind};
+pub use election::Leadership;
+pub use error::{Error, Result};
+pub use group::{Capabilities, GroupEvent, GroupWatch, MemberInfo, Value};
+pub use id::Id;
+pub use lock::{FencingToken, Lock, LockGuard, LockMode, LockRequest, LostReason, LostSignal};
+pub use session::{ConnectionState, SessionEvents};
+pub use url::{DriverUrl, OptionKind, OptionSpec, Options, COMMON_OPTIONS};
+pub use watchers::WatchId;

@@ -1,0 +1,155 @@
+//! The driver registry: every scheme tooz knows, its aliases, and how to build its driver.
+//!
+//! This is the only place in the core that names drivers.
+
+use std::sync::Arc;
+
+use crate::characteristics::Characteristics;
+use crate::driver::{Driver, Support};
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::url::{DriverUrl, OptionSpec};
+
+#[cfg(feature = "zake")]
+pub mod zake;
+
+/// Whether a driver can be used in this build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Availability {
+    /// Compiled in and usable.
+    Available,
+    /// Implemented, but this build left out its cargo feature.
+    NotCompiledIn,
+    /// Known scheme whose driver is not written yet.
+    NotImplementedYet,
+}
+
+/// The facts a built driver declares without connecting.
+#[derive(Debug, Clone, Copy)]
+pub struct DriverFacts {
+    /// What it guarantees.
+    pub characteristics: Characteristics,
+    /// Which API parts it supports.
+    pub support: Support,
+    /// The query options it accepts (including the common ones).
+    pub options: &'static [OptionSpec],
+}
+
+type Constructor = fn(&DriverUrl, &Id) -> Result<Arc<dyn Driver>>;
+
+/// One scheme of the registry.
+#[derive(Debug, Clone, Copy)]
+pub struct DriverEntry {
+    /// Canonical scheme (tooz's name).
+    pub scheme: &'static str,
+    /// Other schemes that select the same driver.
+    pub aliases: &'static [&'static str],
+    /// The cargo feature that compiles it in.
+    pub feature: &'static str,
+    /// One line about the backend.
+    pub summary: &'static str,
+    /// Whether it is usable in this build.
+    pub availability: Availability,
+    /// Its declared facts, when available.
+    pub facts: Option<DriverFacts>,
+    constructor: Option<Constructor>,
+}
+
+const fn planned(
+    scheme: &'static str,
+    aliases: &'static [&'static str],
+    feature: &'static str,
+    summary: &'static str,
+) -> DriverEntry {
+    DriverEntry {
+        scheme,
+        aliases,
+        feature,
+        summary,
+        availability: Availability::NotImplementedYet,
+        facts: None,
+        constructor: None,
+    }
+}
+
+/// Every scheme tooz knows, in a stable order.
+pub fn registry() -> Vec<DriverEntry> {
+    vec![
+        planned(
+            "zookeeper",
+            &["kazoo"],
+            "zookeeper",
+            "Apache ZooKeeper: sessions, ephemeral and sequential nodes",
+        ),
+        zake_entry(),
+        planned("memcached", &[], "memcached", "memcached: timeout-based keys"),
+        planned("redis", &[], "redis", "Redis, optionally behind Sentinel"),
+        planned("ipc", &[], "ipc", "System V semaphores and shared memory, one host"),
+        planned("file", &[], "file", "files and POSIX record locks, one host"),
+        planned("postgresql", &[], "postgresql", "PostgreSQL advisory locks"),
+        planned("mysql", &[], "mysql", "MySQL/MariaDB named locks"),
+        planned("etcd", &[], "etcd", "etcd v2 HTTP API"),
+        planned("etcd3", &[], "etcd3", "etcd v3 gRPC API"),
+        planned(
+            "etcd3+http",
+            &["etcd3+https"],
+            "etcd3-http",
+            "etcd v3 through its JSON gRPC gateway",
+        ),
+        planned("consul", &[], "consul", "HashiCorp Consul sessions and KV"),
+    ]
+}
+
+#[cfg(feature = "zake")]
+fn zake_entry() -> DriverEntry {
+    DriverEntry {
+        scheme: "zake",
+        aliases: &["memory"],
+        feature: "zake",
+        summary: zake::SUMMARY,
+        availability: Availability::Available,
+        facts: Some(zake::FACTS),
+        constructor: Some(zake::build),
+    }
+}
+
+#[cfg(not(feature = "zake"))]
+fn zake_entry() -> DriverEntry {
+    DriverEntry {
+        availability: Availability::NotCompiledIn,
+        ..planned("zake", &["memory"], "zake", "in-process driver for tests")
+    }
+}
+
+/// The registry entry answering to `scheme` (canonical or alias).
+pub fn lookup(scheme: &str) -> Option<DriverEntry> {
+    registry()
+        .into_iter()
+        .find(|e| e.scheme == scheme || e.aliases.contains(&scheme))
+}
+
+/// Builds the driver for `url`.
+pub(crate) fn build(url: &DriverUrl, member: &Id) -> Result<Arc<dyn Driver>> {
+    let entry = lookup(url.scheme()).ok_or_else(|| Error::UnknownScheme {
+        scheme: url.scheme().to_string(),
+        known: registry()
+            .iter()
+            .flat_map(|e| std::iter::once(e.scheme).chain(e.aliases.iter().copied()))
+            .collect::<Vec<_>>()
+            .join(", "),
+    })?;
+    match (entry.availability, entry.constructor) {
+        (Availability::Available, Some(construct)) => construct(url, member),
+        (Availability::NotCompiledIn, _) => Err(Error::DriverUnavailable {
+            scheme: entry.scheme.to_string(),
+            why: format!(
+                "not compiled in (enable the cargo feature `{}` of the tooz crate)",
+                entry.feature
+            ),
+        }),
+        _ => Err(Error::DriverUnavailable {
+            scheme: entry.scheme.to_string(),
+            why: "not implemented yet".to_string(),
+        }),
+    }
+}

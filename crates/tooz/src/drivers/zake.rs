@@ -1,0 +1,619 @@
+//! `zake://` (alias `memory://`): an in-process coordination server.
+//!
+//! Every coordinator of one process that names the same server (`zake://` is the default
+//! server, `zake://NAME` another one) shares its groups and locks. Full API, push-based
+//! (membership changes and lock hand-offs wake waiters directly), FIFO lock queues, fencing
+//! tokens, shared locks. It is the reference the other drivers are compared with, and its
+//! [`Server`] can simulate faults (suspended or expired sessions) for tests.
+//!
+//! Options: the common ones; `timeout` is the session timeout (default 10 s) after which a
+//! suspended session counts as lost.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use tokio::sync::{broadcast, oneshot};
+use tokio::time::Instant;
+use tokio_stream::wrappers::BroadcastStream;
+
+use super::DriverFacts;
+use crate::characteristics::{Characteristic as C, Characteristics};
+use crate::driver::{Driver, GroupChange, GroupFeed, Support, WatchKind};
+use crate::error::{Error, Result};
+use crate::group::{Capabilities, MemberInfo, Value};
+use crate::id::Id;
+use crate::lock::{FencingToken, LockMode, LockRequest, LostReason, LostSignal};
+use crate::session::{ConnectionState, SessionEvents};
+use crate::url::{DriverUrl, COMMON_OPTIONS};
+
+pub(crate) const SUMMARY: &str = "in-process server for tests and single-process programs";
+
+pub(crate) const FACTS: DriverFacts = DriverFacts {
+    characteristics: Characteristics::of(&[
+        C::DistributedAcrossThreads,
+        C::NonTimeoutBased,
+        C::Linearizable,
+        C::Sequential,
+        C::SameViewAcrossClients,
+    ]),
+    support: Support {
+        groups: true,
+        update_capabilities: true,
+        member_info: true,
+        watch: WatchKind::Push,
+        election: true,
+        locks: true,
+        shared_locks: true,
+        break_lock: true,
+    },
+    options: COMMON_OPTIONS,
+};
+
+const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+const FEED_CAPACITY: usize = 1024;
+
+pub(crate) fn build(url: &DriverUrl, member: &Id) -> Result<Arc<dyn Driver>> {
+    let options = url.options("zake", FACTS.options)?;
+    if !matches!(url.path().as_str(), "" | "/") {
+        return Err(Error::InvalidUrl {
+            url: url.to_string(),
+            reason: "a zake URL has no path: use zake:// or zake://SERVER-NAME".into(),
+        });
+    }
+    Ok(Arc::new(ZakeDriver {
+        server: Server::named(url.host().unwrap_or("")),
+        member: member.clone(),
+        session: Mutex::new(None),
+        timeout: options
+            .duration("timeout")
+            .unwrap_or(DEFAULT_SESSION_TIMEOUT),
+        poll_interval: options
+            .duration("poll_interval")
+            .unwrap_or(crate::driver::DEFAULT_POLL_INTERVAL),
+    }))
+}
+
+/// One in-process coordination server, shared by every coordinator whose URL names it.
+pub struct Server {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    next_session: u64,
+    sessions: HashMap<u64, SessionRec>,
+    groups: BTreeMap<Id, BTreeMap<Id, MemberRec>>,
+    feeds: HashMap<Id, broadcast::Sender<GroupChange>>,
+    locks: HashMap<Id, LockRec>,
+}
+
+struct SessionRec {
+    member: Id,
+    events: SessionEvents,
+    suspended: bool,
+}
+
+struct MemberRec {
+    caps: Capabilities,
+    joined_at: SystemTime,
+    session: u64,
+}
+
+#[derive(Default)]
+struct LockRec {
+    holders: Vec<Holder>,
+    waiters: VecDeque<Waiter>,
+    last_token: u64,
+}
+
+struct Holder {
+    nonce: String,
+    owner: Id,
+    mode: LockMode,
+    session: u64,
+    lost: LostSignal,
+}
+
+struct Waiter {
+    req: LockRequest,
+    session: u64,
+    grant: oneshot::Sender<FencingToken>,
+}
+
+impl LockRec {
+    fn compatible(&self, mode: LockMode) -> bool {
+        match mode {
+            LockMode::Exclusive => self.holders.is_empty(),
+            LockMode::Shared => self.holders.iter().all(|h| h.mode == LockMode::Shared),
+        }
+    }
+
+    fn grant(&mut self, req: &LockRequest, session: u64) -> FencingToken {
+        self.last_token += 1;
+        self.holders.push(Holder {
+            nonce: req.nonce.clone(),
+            owner: req.owner.clone(),
+            mode: req.mode,
+            session,
+            lost: req.lost.clone(),
+        });
+        FencingToken(self.last_token)
+    }
+
+    fn remove_holder(&mut self, nonce: &str) -> Option<Holder> {
+        let at = self.holders.iter().position(|h| h.nonce == nonce)?;
+        Some(self.holders.remove(at))
+    }
+
+    /// Hands the lock to the waiters at the head of the queue, in order.
+    fn grant_waiters(&mut self) {
+        while let Some(front) = self.waiters.front() {
+            if !self.compatible(front.req.mode) {
+                return;
+            }
+            let waiter = self.waiters.pop_front().expect("front exists");
+            let token = self.grant(&waiter.req, waiter.session);
+            if waiter.grant.send(token).is_err() {
+                self.remove_holder(&waiter.req.nonce);
+            }
+        }
+    }
+}
+
+fn registry() -> &'static Mutex<HashMap<String, Arc<Server>>> {
+    static SERVERS: OnceLock<Mutex<HashMap<String, Arc<Server>>>> = OnceLock::new();
+    SERVERS.get_or_init(Default::default)
+}
+
+impl Server {
+    /// The server called `name` (`""` is the one `zake://` uses), created on first use.
+    pub fn named(name: &str) -> Arc<Server> {
+        registry()
+            .lock()
+            .unwrap()
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                Arc::new(Server {
+                    state: Mutex::new(State::default()),
+                })
+            })
+            .clone()
+    }
+
+    fn sessions_of(state: &State, member: &Id) -> Vec<u64> {
+        state
+            .sessions
+            .iter()
+            .filter(|(_, s)| &s.member == member)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Simulates a network cut for `member`'s sessions: their calls fail with
+    /// [`Error::Connection`] and they report `Suspended`. Returns false if it has no session.
+    pub fn suspend(&self, member: &Id) -> bool {
+        self.set_suspended(member, true, ConnectionState::Suspended)
+    }
+
+    /// Ends a [`Server::suspend`]: the sessions report `Reconnected`, nothing held was lost.
+    pub fn resume(&self, member: &Id) -> bool {
+        self.set_suspended(member, false, ConnectionState::Reconnected)
+    }
+
+    fn set_suspended(&self, member: &Id, suspended: bool, state: ConnectionState) -> bool {
+        let mut guard = self.state.lock().unwrap();
+        let ids = Self::sessions_of(&guard, member);
+        for id in &ids {
+            let session = guard.sessions.get_mut(id).expect("listed");
+            session.suspended = suspended;
+            session.events.report(state);
+        }
+        !ids.is_empty()
+    }
+
+    /// Expires `member`'s sessions as a server would: its memberships and locks are gone,
+    /// their `lost()` signals fire, and the coordinator reports `Lost`. Returns false if it
+    /// has no session.
+    pub fn expire_session(&self, member: &Id) -> bool {
+        let mut state = self.state.lock().unwrap();
+        let ids = Self::sessions_of(&state, member);
+        for id in &ids {
+            let session = state.end_session(*id, LostReason::SessionLost);
+            if let Some(session) = session {
+                session.events.report(ConnectionState::Lost);
+            }
+        }
+        !ids.is_empty()
+    }
+}
+
+impl State {
+    fn feed(&mut self, group: &Id) -> &broadcast::Sender<GroupChange> {
+        self.feeds
+            .entry(group.clone())
+            .or_insert_with(|| broadcast::channel(FEED_CAPACITY).0)
+    }
+
+    fn publish(&mut self, group: &Id, change: GroupChange) {
+        if let Some(feed) = self.feeds.get(group) {
+            let _ = feed.send(change);
+        }
+    }
+
+    /// Removes a session and everything bound to it.
+    fn end_session(&mut self, id: u64, reason: LostReason) -> Option<SessionRec> {
+        let session = self.sessions.remove(&id)?;
+        let mut left = Vec::new();
+        for (group, members) in self.groups.iter_mut() {
+            members.retain(|member, rec| {
+                let keep = rec.session != id;
+                if !keep {
+                    left.push((group.clone(), member.clone()));
+                }
+                keep
+            });
+        }
+        for (group, member) in left {
+            self.publish(&group, GroupChange::Left(member));
+        }
+        for rec in self.locks.values_mut() {
+            rec.waiters.retain(|w| w.session != id);
+            let before = rec.holders.len();
+            rec.holders.retain(|h| {
+                let keep = h.session != id;
+                if !keep {
+                    h.lost.fire(reason);
+                }
+                keep
+            });
+            if rec.holders.len() != before {
+                rec.grant_waiters();
+            }
+        }
+        Some(session)
+    }
+}
+
+/// The zake driver: one coordinator's session on a [`Server`].
+pub struct ZakeDriver {
+    server: Arc<Server>,
+    member: Id,
+    session: Mutex<Option<u64>>,
+    timeout: Duration,
+    poll_interval: Duration,
+}
+
+fn not_started() -> Error {
+    Error::Connection("zake session is not open".into())
+}
+
+impl ZakeDriver {
+    /// Runs `f` on the server state with this driver's live session id.
+    fn with_session<T>(&self, f: impl FnOnce(&mut State, u64) -> Result<T>) -> Result<T> {
+        let id = (*self.session.lock().unwrap()).ok_or_else(not_started)?;
+        let mut state = self.server.state.lock().unwrap();
+        match state.sessions.get(&id) {
+            None => Err(Error::Connection("zake session expired".into())),
+            Some(s) if s.suspended => Err(Error::Connection("zake session suspended".into())),
+            Some(_) => f(&mut state, id),
+        }
+    }
+}
+
+fn group_not_created(group: &Id) -> Error {
+    Error::GroupNotCreated {
+        group: group.clone(),
+    }
+}
+
+fn member_not_joined(group: &Id, member: &Id) -> Error {
+    Error::MemberNotJoined {
+        group: group.clone(),
+        member: member.clone(),
+    }
+}
+
+/// Removes a waiter whose acquire was abandoned, releasing the lock if it was granted meanwhile.
+struct AbandonedWait<'a> {
+    driver: &'a ZakeDriver,
+    name: &'a Id,
+    nonce: &'a str,
+    rx: oneshot::Receiver<FencingToken>,
+    done: bool,
+}
+
+impl Drop for AbandonedWait<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut state = self.driver.server.state.lock().unwrap();
+        if let Some(rec) = state.locks.get_mut(self.name) {
+            rec.waiters.retain(|w| w.req.nonce != self.nonce);
+            if self.rx.try_recv().is_ok() {
+                rec.remove_holder(self.nonce);
+                rec.grant_waiters();
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Driver for ZakeDriver {
+    fn scheme(&self) -> &'static str {
+        "zake"
+    }
+
+    fn characteristics(&self) -> Characteristics {
+        FACTS.characteristics
+    }
+
+    fn support(&self) -> Support {
+        FACTS.support
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.poll_interval
+    }
+
+    fn session_timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    async fn start(&self, events: SessionEvents) -> Result<()> {
+        let mut state = self.server.state.lock().unwrap();
+        state.next_session += 1;
+        let id = state.next_session;
+        state.sessions.insert(
+            id,
+            SessionRec {
+                member: self.member.clone(),
+                events,
+                suspended: false,
+            },
+        );
+        *self.session.lock().unwrap() = Some(id);
+        Ok(())
+    }
+
+    async fn stop(&self) -> Result<()> {
+        if let Some(id) = self.session.lock().unwrap().take() {
+            let mut state = self.server.state.lock().unwrap();
+            state.end_session(id, LostReason::CoordinatorStopped);
+        }
+        Ok(())
+    }
+
+    async fn create_group(&self, group: &Id) -> Result<()> {
+        self.with_session(|state, _| {
+            if state.groups.contains_key(group) {
+                return Err(Error::GroupAlreadyExist {
+                    group: group.clone(),
+                });
+            }
+            state.groups.insert(group.clone(), BTreeMap::new());
+            Ok(())
+        })
+    }
+
+    async fn delete_group(&self, group: &Id) -> Result<()> {
+        self.with_session(|state, _| {
+            let members = state
+                .groups
+                .get(group)
+                .ok_or_else(|| group_not_created(group))?;
+            if !members.is_empty() {
+                return Err(Error::GroupNotEmpty {
+                    group: group.clone(),
+                });
+            }
+            state.groups.remove(group);
+            Ok(())
+        })
+    }
+
+    async fn get_groups(&self) -> Result<BTreeSet<Id>> {
+        self.with_session(|state, _| Ok(state.groups.keys().cloned().collect()))
+    }
+
+    async fn join_group(&self, group: &Id, member: &Id, caps: &Capabilities) -> Result<()> {
+        self.with_session(|state, session| {
+            let members = state
+                .groups
+                .get_mut(group)
+                .ok_or_else(|| group_not_created(group))?;
+            if members.contains_key(member) {
+                return Err(Error::MemberAlreadyExist {
+                    group: group.clone(),
+                    member: member.clone(),
+                });
+            }
+            let rec = MemberRec {
+                caps: caps.clone(),
+                joined_at: SystemTime::now(),
+                session,
+            };
+            members.insert(member.clone(), rec);
+            state.publish(group, GroupChange::Joined(member.clone()));
+            Ok(())
+        })
+    }
+
+    async fn leave_group(&self, group: &Id, member: &Id) -> Result<()> {
+        self.with_session(|state, _| {
+            let members = state
+                .groups
+                .get_mut(group)
+                .ok_or_else(|| group_not_created(group))?;
+            members
+                .remove(member)
+                .ok_or_else(|| member_not_joined(group, member))?;
+            state.publish(group, GroupChange::Left(member.clone()));
+            Ok(())
+        })
+    }
+
+    async fn get_members(&self, group: &Id) -> Result<BTreeSet<Id>> {
+        self.with_session(|state, _| {
+            let members = state
+                .groups
+                .get(group)
+                .ok_or_else(|| group_not_created(group))?;
+            Ok(members.keys().cloned().collect())
+        })
+    }
+
+    async fn get_members_with_capabilities(
+        &self,
+        group: &Id,
+    ) -> Result<BTreeMap<Id, Capabilities>> {
+        self.with_session(|state, _| {
+            let members = state
+                .groups
+                .get(group)
+                .ok_or_else(|| group_not_created(group))?;
+            Ok(members
+                .iter()
+                .map(|(m, rec)| (m.clone(), rec.caps.clone()))
+                .collect())
+        })
+    }
+
+    async fn get_member_info(&self, group: &Id, member: &Id) -> Result<MemberInfo> {
+        self.with_session(|state, _| {
+            let rec = state
+                .groups
+                .get(group)
+                .ok_or_else(|| group_not_created(group))?
+                .get(member)
+                .ok_or_else(|| member_not_joined(group, member))?;
+            Ok(MemberInfo {
+                capabilities: rec.caps.clone(),
+                joined_at: Some(rec.joined_at),
+                extra: BTreeMap::from([("session".to_string(), Value::from(rec.session))]),
+            })
+        })
+    }
+
+    async fn update_capabilities(&self, group: &Id, member: &Id, caps: &Capabilities) -> Result<()> {
+        self.with_session(|state, _| {
+            let rec = state
+                .groups
+                .get_mut(group)
+                .ok_or_else(|| group_not_created(group))?
+                .get_mut(member)
+                .ok_or_else(|| member_not_joined(group, member))?;
+            rec.caps = caps.clone();
+            Ok(())
+        })
+    }
+
+    async fn subscribe_group(&self, group: &Id) -> Result<Option<(BTreeSet<Id>, GroupFeed)>> {
+        self.with_session(|state, _| {
+            let snapshot: BTreeSet<Id> = state
+                .groups
+                .get(group)
+                .ok_or_else(|| group_not_created(group))?
+                .keys()
+                .cloned()
+                .collect();
+            let rx = state.feed(group).subscribe();
+            let feed = BroadcastStream::new(rx)
+                .map(|change| change.unwrap_or(GroupChange::Resync))
+                .boxed();
+            Ok(Some((snapshot, feed)))
+        })
+    }
+
+    async fn lock_try_acquire(&self, req: &LockRequest) -> Result<Option<FencingToken>> {
+        self.with_session(|state, session| {
+            let rec = state.locks.entry(req.name.clone()).or_default();
+            if rec.waiters.is_empty() && rec.compatible(req.mode) {
+                return Ok(Some(rec.grant(req, session)));
+            }
+            Ok(None)
+        })
+    }
+
+    async fn lock_acquire(
+        &self,
+        req: &LockRequest,
+        deadline: Option<Instant>,
+    ) -> Result<Option<FencingToken>> {
+        let rx = self.with_session(|state, session| {
+            let rec = state.locks.entry(req.name.clone()).or_default();
+            if rec.waiters.is_empty() && rec.compatible(req.mode) {
+                return Ok(Err(rec.grant(req, session)));
+            }
+            let (grant, rx) = oneshot::channel();
+            rec.waiters.push_back(Waiter {
+                req: req.clone(),
+                session,
+                grant,
+            });
+            Ok(Ok(rx))
+        })?;
+        let rx = match rx {
+            Err(token) => return Ok(Some(token)),
+            Ok(rx) => rx,
+        };
+        let mut wait = AbandonedWait {
+            driver: self,
+            name: &req.name,
+            nonce: &req.nonce,
+            rx,
+            done: false,
+        };
+        let outcome = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, &mut wait.rx).await {
+                Ok(granted) => granted,
+                Err(_) => return Ok(None),
+            },
+            None => (&mut wait.rx).await,
+        };
+        wait.done = true;
+        outcome
+            .map(Some)
+            .map_err(|_| Error::Connection("zake session ended while waiting for the lock".into()))
+    }
+
+    async fn lock_release(&self, req: &LockRequest) -> Result<bool> {
+        self.with_session(|state, _| {
+            let Some(rec) = state.locks.get_mut(&req.name) else {
+                return Ok(false);
+            };
+            if rec.remove_holder(&req.nonce).is_none() {
+                return Ok(false);
+            }
+            rec.grant_waiters();
+            Ok(true)
+        })
+    }
+
+    async fn lock_break(&self, name: &Id) -> Result<bool> {
+        self.with_session(|state, _| {
+            let Some(rec) = state.locks.get_mut(name) else {
+                return Ok(false);
+            };
+            let broken = std::mem::take(&mut rec.holders);
+            for holder in &broken {
+                holder.lost.fire(LostReason::Broken);
+            }
+            rec.grant_waiters();
+            Ok(!broken.is_empty())
+        })
+    }
+
+    async fn lock_holder(&self, name: &Id) -> Result<Option<Id>> {
+        self.with_session(|state, _| {
+            Ok(state
+                .locks
+                .get(name)
+                .and_then(|rec| rec.holders.first())
+                .map(|h| h.owner.clone()))
+        })
+    }
+}

@@ -1,0 +1,64 @@
+//! Connection state of a coordinator's session, as Curator's connection-state listeners.
+
+use std::fmt;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+/// The state of the session between a coordinator and its backend.
+///
+/// A lock or leadership is unsafe from `Suspended` on: the backend may already have given it
+/// to someone else. If the session is not back within the driver's session timeout, the core
+/// reports it `Lost` and fires `lost()` on every lock and leadership held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectionState {
+    /// Not started, or stopped.
+    Disconnected,
+    /// Connected; the session is healthy.
+    Connected,
+    /// The connection is down or the heartbeat failing; the session may still be alive.
+    Suspended,
+    /// Back after a suspension, with the same session: what was held is still held.
+    Reconnected,
+    /// The session is gone: every lock, leadership and ephemeral membership is lost.
+    Lost,
+}
+
+impl ConnectionState {
+    /// True when operations can be expected to succeed.
+    pub fn is_connected(self) -> bool {
+        matches!(self, ConnectionState::Connected | ConnectionState::Reconnected)
+    }
+}
+
+impl fmt::Display for ConnectionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Given to a driver at start: where it reports its connection state.
+#[derive(Clone)]
+pub struct SessionEvents {
+    tx: Arc<watch::Sender<ConnectionState>>,
+}
+
+impl SessionEvents {
+    pub(crate) fn new(tx: Arc<watch::Sender<ConnectionState>>) -> Self {
+        SessionEvents { tx }
+    }
+
+    /// Reports a new state (repeats of the current state are ignored).
+    pub fn report(&self, state: ConnectionState) {
+        self.tx.send_if_modified(|current| {
+            let changed = *current != state;
+            *current = state;
+            changed
+        });
+    }
+
+    /// The last state reported.
+    pub fn current(&self) -> ConnectionState {
+        *self.tx.borrow()
+    }
+}

@@ -1,0 +1,423 @@
+//! Driver URLs: parsing, typed query options, and redaction of secrets.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// The type of a URL query option, used to validate its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionKind {
+    /// Seconds as a number (`5`, `0.25`) or with a unit (`250ms`, `2s`, `1m`); must be > 0.
+    Duration,
+    /// `true`/`false`/`1`/`0`/`yes`/`no`.
+    Bool,
+    /// A non-negative integer.
+    Integer,
+    /// Any text.
+    Text,
+    /// Text that is a secret: never shown in errors, logs or `Debug`.
+    Secret,
+}
+
+impl OptionKind {
+    fn expected(self) -> &'static str {
+        match self {
+            OptionKind::Duration => "a positive duration in seconds (e.g. `5`, `0.5`, `250ms`)",
+            OptionKind::Bool => "a boolean (`true` or `false`)",
+            OptionKind::Integer => "a non-negative integer",
+            OptionKind::Text | OptionKind::Secret => "text",
+        }
+    }
+}
+
+/// One accepted query option of a driver.
+#[derive(Debug, Clone, Copy)]
+pub struct OptionSpec {
+    /// The option name in the query string.
+    pub name: &'static str,
+    /// Its type.
+    pub kind: OptionKind,
+    /// One line of help.
+    pub help: &'static str,
+}
+
+/// Options every driver accepts.
+pub const COMMON_OPTIONS: &[OptionSpec] = &[
+    OptionSpec {
+        name: "timeout",
+        kind: OptionKind::Duration,
+        help: "session / operation timeout in seconds",
+    },
+    OptionSpec {
+        name: "lock_timeout",
+        kind: OptionKind::Duration,
+        help: "lifetime of a lock that is not kept alive",
+    },
+    OptionSpec {
+        name: "membership_timeout",
+        kind: OptionKind::Duration,
+        help: "lifetime of a membership that is not kept alive",
+    },
+    OptionSpec {
+        name: "leader_timeout",
+        kind: OptionKind::Duration,
+        help: "lifetime of a leadership that is not kept alive",
+    },
+    OptionSpec {
+        name: "namespace",
+        kind: OptionKind::Text,
+        help: "prefix under which every key is stored",
+    },
+    OptionSpec {
+        name: "poll_interval",
+        kind: OptionKind::Duration,
+        help: "interval of the polling fallback where the backend cannot push changes",
+    },
+];
+
+/// Longest duration accepted by a duration option: one year.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A parsed driver URL: scheme, address, credentials and validated options.
+///
+/// `Display` and `Debug` show the URL with its password and secret options replaced by `***`.
+///
+/// ```
+/// use tooz::DriverUrl;
+/// let url = DriverUrl::parse("redis://user:hunter2@127.0.0.1:6379?timeout=5").unwrap();
+/// assert_eq!(url.scheme(), "redis");
+/// assert_eq!(url.to_string(), "redis://user:***@127.0.0.1:6379?timeout=5");
+/// assert!(!format!("{url:?}").contains("hunter2"));
+/// ```
+#[derive(Clone)]
+pub struct DriverUrl {
+    url: url::Url,
+    query: Vec<(String, String)>,
+}
+
+impl DriverUrl {
+    /// Parses `raw` without checking options (that happens once the driver is known).
+    pub fn parse(raw: &str) -> Result<Self> {
+        let url = url::Url::parse(raw).map_err(|e| Error::InvalidUrl {
+            url: redact_raw(raw),
+            reason: e.to_string(),
+        })?;
+        let query = url
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        Ok(DriverUrl { url, query })
+    }
+
+    /// The scheme, lower case (e.g. `etcd3+http`).
+    pub fn scheme(&self) -> &str {
+        self.url.scheme()
+    }
+
+    /// The host, if any.
+    pub fn host(&self) -> Option<&str> {
+        self.url.host_str().filter(|h| !h.is_empty())
+    }
+
+    /// The port, if given.
+    pub fn port(&self) -> Option<u16> {
+        self.url.port()
+    }
+
+    /// The percent-decoded path (e.g. the directory of the `file` driver).
+    pub fn path(&self) -> String {
+        percent_decode(self.url.path())
+    }
+
+    /// The user name, if any.
+    pub fn username(&self) -> Option<String> {
+        Some(percent_decode(self.url.username())).filter(|u| !u.is_empty())
+    }
+
+    /// The password, if any. Handle with care: never log it.
+    pub fn password(&self) -> Option<String> {
+        self.url.password().map(percent_decode)
+    }
+
+    /// Checks every query option against `accepted` and returns them typed.
+    ///
+    /// An unknown option or a value of the wrong type is an error naming the option.
+    pub fn options(&self, driver: &'static str, accepted: &[OptionSpec]) -> Result<Options> {
+        let mut values: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+        for (key, value) in &self.query {
+            let spec = accepted
+                .iter()
+                .find(|s| s.name == key)
+                .ok_or_else(|| Error::UnknownOption {
+                    option: key.clone(),
+                    driver,
+                    accepted: accepted.iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
+                })?;
+            check_value(spec, value)?;
+            values.entry(spec.name).or_default().push(value.clone());
+        }
+        Ok(Options { values })
+    }
+}
+
+fn check_value(spec: &OptionSpec, value: &str) -> Result<()> {
+    let ok = match spec.kind {
+        OptionKind::Duration => parse_duration(value).is_some(),
+        OptionKind::Bool => parse_bool(value).is_some(),
+        OptionKind::Integer => value.parse::<u64>().is_ok(),
+        OptionKind::Text | OptionKind::Secret => true,
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(Error::InvalidOption {
+        option: spec.name.to_string(),
+        value: if spec.kind == OptionKind::Secret || is_secret_name(spec.name) {
+            "***".into()
+        } else {
+            value.chars().take(64).collect()
+        },
+        expected: spec.kind.expected().into(),
+    })
+}
+
+fn parse_duration(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    let (number, scale) = if let Some(n) = value.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = value.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = value.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (value, 1.0)
+    };
+    let seconds: f64 = number.trim().parse().ok()?;
+    let seconds = seconds * scale;
+    (seconds.is_finite() && seconds > 0.0 && seconds <= MAX_DURATION.as_secs_f64())
+        .then(|| Duration::from_secs_f64(seconds))
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+fn is_secret_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["password", "token", "secret", "passwd"]
+        .iter()
+        .any(|s| name.contains(s))
+}
+
+/// Redacts a URL string that may not even parse: the password part of the authority and the
+/// values of query options whose names look secret.
+pub(crate) fn redact_raw(raw: &str) -> String {
+    let (head, query) = match raw.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (raw, None),
+    };
+    let mut out = match head.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let authority = match authority.rsplit_once('@') {
+                Some((userinfo, host)) => match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{user}:***@{host}"),
+                    None => format!("{userinfo}@{host}"),
+                },
+                None => authority.to_string(),
+            };
+            format!("{scheme}://{authority}{path}")
+        }
+        None => head.to_string(),
+    };
+    if let Some(query) = query {
+        let parts: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if is_secret_name(k) => format!("{k}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&parts.join("&"));
+    }
+    out
+}
+
+impl fmt::Display for DriverUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_raw(self.url.as_str()))
+    }
+}
+
+impl fmt::Debug for DriverUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DriverUrl({self})")
+    }
+}
+
+/// The validated query options of a URL, read with typed getters.
+///
+/// Where an option is repeated, the getters return the last value (as tooz does) and
+/// [`Options::all`] returns every value.
+#[derive(Clone, Default)]
+pub struct Options {
+    values: BTreeMap<&'static str, Vec<String>>,
+}
+
+impl Options {
+    /// The last value of a text option.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.values.get(name)?.last().map(String::as_str)
+    }
+
+    /// Every value of a repeated option, in order.
+    pub fn all(&self, name: &str) -> &[String] {
+        self.values.get(name).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// A duration option.
+    pub fn duration(&self, name: &str) -> Option<Duration> {
+        self.text(name).and_then(parse_duration)
+    }
+
+    /// A boolean option.
+    pub fn bool(&self, name: &str) -> Option<bool> {
+        self.text(name).and_then(parse_bool)
+    }
+
+    /// An integer option.
+    pub fn integer(&self, name: &str) -> Option<u64> {
+        self.text(name).and_then(|v| v.parse().ok())
+    }
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (k, vs) in &self.values {
+            for v in vs {
+                if is_secret_name(k) {
+                    map.entry(k, &"***");
+                } else {
+                    map.entry(k, v);
+                }
+            }
+        }
+        map.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPECS: &[OptionSpec] = &[
+        OptionSpec {
+            name: "timeout",
+            kind: OptionKind::Duration,
+            help: "",
+        },
+        OptionSpec {
+            name: "sentinel_password",
+            kind: OptionKind::Secret,
+            help: "",
+        },
+        OptionSpec {
+            name: "ssl",
+            kind: OptionKind::Bool,
+            help: "",
+        },
+        OptionSpec {
+            name: "fallback",
+            kind: OptionKind::Text,
+            help: "",
+        },
+    ];
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration("0.25"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        for bad in ["", "0", "-1", "abc", "nan", "inf", "1e30", "5h"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_option_names_the_accepted_ones() {
+        let url = DriverUrl::parse("redis://h/?tiemout=5").unwrap();
+        let err = url.options("redis", SPECS).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::UnknownOption { .. }), "{msg}");
+        assert!(msg.contains("tiemout") && msg.contains("timeout, sentinel_password, ssl"));
+    }
+
+    #[test]
+    fn bad_value_names_the_option() {
+        let url = DriverUrl::parse("redis://h/?timeout=soon").unwrap();
+        let msg = url.options("redis", SPECS).unwrap_err().to_string();
+        assert!(msg.contains("`timeout`") && msg.contains("soon"), "{msg}");
+        let url = DriverUrl::parse("redis://h/?ssl=maybe").unwrap();
+        assert!(matches!(
+            url.options("redis", SPECS),
+            Err(Error::InvalidOption { .. })
+        ));
+    }
+
+    #[test]
+    fn repeated_options_keep_every_value_and_last_wins() {
+        let url = DriverUrl::parse("redis://h/?fallback=a:1&fallback=b:2&timeout=1&timeout=3")
+            .unwrap();
+        let opts = url.options("redis", SPECS).unwrap();
+        assert_eq!(opts.all("fallback"), ["a:1", "b:2"]);
+        assert_eq!(opts.duration("timeout"), Some(Duration::from_secs(3)));
+        assert_eq!(opts.bool("ssl"), None);
+    }
+
+    #[test]
+    fn secrets_never_shown() {
+        let raw = "redis://admin:s3cr%40t@127.0.0.1:6379/0?sentinel_password=hunter2&timeout=5";
+        let url = DriverUrl::parse(raw).unwrap();
+        assert_eq!(url.password().as_deref(), Some("s3cr@t"));
+        let opts = url.options("redis", SPECS).unwrap();
+        for shown in [
+            url.to_string(),
+            format!("{url:?}"),
+            format!("{opts:?}"),
+            redact_raw(raw),
+        ] {
+            assert!(!shown.contains("s3cr"), "{shown}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+        }
+        let bad = DriverUrl::parse("redis://admin:s3cret@[::1/x").unwrap_err();
+        assert!(!bad.to_string().contains("s3cret"), "{bad}");
+        let bad = DriverUrl::parse("redis://h/?sentinel_password=").unwrap();
+        let err = bad
+            .options(
+                "redis",
+                &[OptionSpec {
+                    name: "sentinel_password",
+                    kind: OptionKind::Duration,
+                    help: "",
+                }],
+            )
+            .unwrap_err();
+        assert!(!err.to_string().contains("hunter2"));
+    }
+}
