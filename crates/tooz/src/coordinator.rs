@@ -664,8 +664,7 @@ impl Coordinator {
         self.check_election()?;
         let group = group.into();
         self.inner.check_name("group", &group)?;
-        let name = self.inner.driver.leader_lock_name(&group);
-        let guard = self.lock(name).acquire().await?;
+        let guard = self.leader_lock(group.clone()).acquire().await?;
         Ok(Leadership::new(group, guard))
     }
 
@@ -697,6 +696,11 @@ impl Coordinator {
             self.inner.driver.lock_release(&acq.req).await?;
         }
         Ok(!mine.is_empty())
+    }
+
+    /// The lock whose holder leads `group` (named as Python tooz names it on this backend).
+    pub fn leader_lock(&self, group: impl Into<Id>) -> Lock {
+        self.lock(self.inner.driver.leader_lock_name(&group.into()))
     }
 
     /// A lock object for `name`. No I/O until it is acquired.

@@ -18,6 +18,13 @@ use crate::lock::LostReason;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct WatchId(pub(crate) u64);
 
+impl WatchId {
+    /// A watch id from its number (for tests and bindings); unknown ids are simply not found.
+    pub fn from_raw(id: u64) -> Self {
+        WatchId(id)
+    }
+}
+
 type Callback = Box<dyn FnMut(&GroupEvent) + Send>;
 
 struct MembershipHooks {

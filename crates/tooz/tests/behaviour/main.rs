@@ -1,0 +1,75 @@
+//! The behaviour suite: one set of cases run against every driver URL in `TOOZ_TEST_URLS`
+//! (comma-separated; default: every driver that needs no server). Each case × URL is its own
+//! test, named `<case>::<scheme>`.
+//!
+//! A case needing an API part the driver declares unsupported instead checks that the driver
+//! answers `Error::NotImplemented` for it; a case needing a characteristic the driver lacks
+//! is listed as ignored.
+
+mod cases;
+mod ctx;
+
+use std::time::Duration;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+
+use ctx::{Case, Ctx};
+
+/// Longest a single case may run before it counts as hung.
+const CASE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// URLs of the drivers that need no server.
+const DEFAULT_URLS: &str = "zake://";
+
+fn main() {
+    if let Some(code) = ctx::child_main() {
+        std::process::exit(code);
+    }
+    let args = Arguments::from_args();
+    let urls = std::env::var("TOOZ_TEST_URLS").unwrap_or_else(|_| DEFAULT_URLS.to_string());
+    let mut trials = Vec::new();
+    for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        let ctx = match Ctx::probe(url) {
+            Ok(ctx) => ctx,
+            Err(error) => {
+                let url = url.to_string();
+                trials.push(Trial::test(format!("connect::{url}"), move || {
+                    Err(format!("cannot use {url}: {error}").into())
+                }));
+                continue;
+            }
+        };
+        for case in cases::all() {
+            trials.push(trial(&ctx, case));
+        }
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn trial(ctx: &Ctx, case: Case) -> Trial {
+    let name = format!("{}::{}", case.name, ctx.scheme);
+    let ignored = case.need.is_characteristic() && !ctx.has(case.need);
+    let ctx = ctx.clone();
+    Trial::test(name, move || run_case(ctx, case)).with_ignored_flag(ignored)
+}
+
+fn run_case(ctx: Ctx, case: Case) -> Result<(), Failed> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failed::from(format!("runtime: {e}")))?;
+    runtime.block_on(async move {
+        let run = async {
+            if ctx.has(case.need) {
+                (case.run)(ctx.clone()).await
+            } else {
+                ctx::expect_not_implemented(&ctx, case.need).await
+            }
+        };
+        match tokio::time::timeout(CASE_TIMEOUT, run).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("case hung for more than {CASE_TIMEOUT:?}").into()),
+        }
+    })
+}
