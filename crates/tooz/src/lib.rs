@@ -42,6 +42,7 @@ pub mod drivers;
 mod election;
 mod error;
 mod group;
+pub mod hashring;
 mod id;
 mod lock;
 mod session;
