@@ -95,8 +95,20 @@ mod tests {
         let entries = tooz::drivers::registry();
         let text = table(&entries);
         for scheme in [
-            "zookeeper", "kazoo", "zake", "memory", "memcached", "redis", "ipc", "file",
-            "postgresql", "mysql", "etcd", "etcd3", "etcd3+http", "consul",
+            "zookeeper",
+            "kazoo",
+            "zake",
+            "memory",
+            "memcached",
+            "redis",
+            "ipc",
+            "file",
+            "postgresql",
+            "mysql",
+            "etcd",
+            "etcd3",
+            "etcd3+http",
+            "consul",
         ] {
             assert!(text.contains(scheme), "{scheme} missing:\n{text}");
         }

@@ -66,7 +66,8 @@ fn main() {
         let script = std::env::var_os("HASHRING_BENCH_PYTHON_SCRIPT")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench-hashring-python.py")
+                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("../../scripts/bench-hashring-python.py")
             });
         let out = Command::new(python)
             .arg(&script)

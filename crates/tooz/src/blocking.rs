@@ -183,7 +183,11 @@ impl Coordinator {
     }
 
     /// See [`crate::Coordinator::get_member_info`].
-    pub fn get_member_info(&self, group: impl Into<Id>, member: impl Into<Id>) -> Result<MemberInfo> {
+    pub fn get_member_info(
+        &self,
+        group: impl Into<Id>,
+        member: impl Into<Id>,
+    ) -> Result<MemberInfo> {
         self.rt.run(self.inner.get_member_info(group, member))
     }
 
@@ -308,7 +312,10 @@ impl Lock {
 
     /// See [`crate::Lock::try_acquire`].
     pub fn try_acquire(&self) -> Result<Option<LockGuard>> {
-        Ok(self.rt.run(self.inner.try_acquire())?.map(|g| self.guard(g)))
+        Ok(self
+            .rt
+            .run(self.inner.try_acquire())?
+            .map(|g| self.guard(g)))
     }
 
     /// See [`crate::Lock::acquire_timeout`].
@@ -413,7 +420,12 @@ impl GroupWatch {
     /// The next event, waiting at most `timeout`.
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<GroupEvent> {
         let rt = self.rt.clone();
-        let next = async { Ok(tokio::time::timeout(timeout, self.watch.next()).await.ok().flatten()) };
+        let next = async {
+            Ok(tokio::time::timeout(timeout, self.watch.next())
+                .await
+                .ok()
+                .flatten())
+        };
         rt.run(next).ok().flatten()
     }
 }

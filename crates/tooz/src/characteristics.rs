@@ -124,7 +124,9 @@ impl Characteristics {
 
     /// The members, in tooz's order.
     pub fn iter(self) -> impl Iterator<Item = Characteristic> {
-        Characteristic::ALL.into_iter().filter(move |c| self.contains(*c))
+        Characteristic::ALL
+            .into_iter()
+            .filter(move |c| self.contains(*c))
     }
 }
 

@@ -88,10 +88,7 @@ impl Inner {
     }
 
     pub(crate) fn track(&self, acq: Arc<Acquisition>) {
-        self.held
-            .lock()
-            .unwrap()
-            .insert(acq.req.nonce.clone(), acq);
+        self.held.lock().unwrap().insert(acq.req.nonce.clone(), acq);
     }
 
     pub(crate) fn untrack(&self, acq: &Acquisition) {
@@ -284,7 +281,12 @@ impl Coordinator {
             .into_iter()
             .collect();
         for group in joined {
-            if let Err(error) = self.inner.driver.leave_group(&group, &self.inner.member).await {
+            if let Err(error) = self
+                .inner
+                .driver
+                .leave_group(&group, &self.inner.member)
+                .await
+            {
                 tracing::debug!(%group, %error, "leave on stop failed");
             }
         }
@@ -602,12 +604,16 @@ impl Coordinator {
 
     /// Removes a join watch; [`Error::WatchCallbackNotFound`] if it is not registered.
     pub fn unwatch_join_group(&self, group: impl Into<Id>, watch: WatchId) -> Result<()> {
-        self.inner.hub.unwatch_membership(&group.into(), watch, true)
+        self.inner
+            .hub
+            .unwatch_membership(&group.into(), watch, true)
     }
 
     /// Removes a leave watch; [`Error::WatchCallbackNotFound`] if it is not registered.
     pub fn unwatch_leave_group(&self, group: impl Into<Id>, watch: WatchId) -> Result<()> {
-        self.inner.hub.unwatch_membership(&group.into(), watch, false)
+        self.inner
+            .hub
+            .unwatch_membership(&group.into(), watch, false)
     }
 
     /// Runs for leader of `group` in the background and calls `callback` (from
@@ -621,7 +627,10 @@ impl Coordinator {
         self.check_election()?;
         let group = group.into();
         self.inner.check_name("group", &group)?;
-        Ok(self.inner.hub.watch_election(self, group, Box::new(callback)))
+        Ok(self
+            .inner
+            .hub
+            .watch_election(self, group, Box::new(callback)))
     }
 
     /// Removes an election watch; the last one removed withdraws from the election.

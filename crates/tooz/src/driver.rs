@@ -176,7 +176,10 @@ pub trait Driver: Send + Sync + 'static {
         &self,
         _group: &Id,
     ) -> Result<BTreeMap<Id, Capabilities>> {
-        Err(not_implemented(self.scheme(), "get_members_with_capabilities"))
+        Err(not_implemented(
+            self.scheme(),
+            "get_members_with_capabilities",
+        ))
     }
 
     /// Capabilities of one member.

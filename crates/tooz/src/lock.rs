@@ -198,7 +198,9 @@ impl Lock {
 
     /// Waits until the lock is acquired.
     pub async fn acquire(&self) -> Result<LockGuard> {
-        let guard = self.acquire_with(LockMode::Exclusive, Wait::Forever).await?;
+        let guard = self
+            .acquire_with(LockMode::Exclusive, Wait::Forever)
+            .await?;
         Ok(guard.expect("waiting forever never gives up"))
     }
 

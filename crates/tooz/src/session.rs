@@ -27,7 +27,10 @@ pub enum ConnectionState {
 impl ConnectionState {
     /// True when operations can be expected to succeed.
     pub fn is_connected(self) -> bool {
-        matches!(self, ConnectionState::Connected | ConnectionState::Reconnected)
+        matches!(
+            self,
+            ConnectionState::Connected | ConnectionState::Reconnected
+        )
     }
 }
 

@@ -147,14 +147,19 @@ impl DriverUrl {
     pub fn options(&self, driver: &'static str, accepted: &[OptionSpec]) -> Result<Options> {
         let mut values: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
         for (key, value) in &self.query {
-            let spec = accepted
-                .iter()
-                .find(|s| s.name == key)
-                .ok_or_else(|| Error::UnknownOption {
-                    option: key.clone(),
-                    driver,
-                    accepted: accepted.iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
-                })?;
+            let spec =
+                accepted
+                    .iter()
+                    .find(|s| s.name == key)
+                    .ok_or_else(|| Error::UnknownOption {
+                        option: key.clone(),
+                        driver,
+                        accepted: accepted
+                            .iter()
+                            .map(|s| s.name)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })?;
             check_value(spec, value)?;
             values.entry(spec.name).or_default().push(value.clone());
         }
@@ -382,8 +387,8 @@ mod tests {
 
     #[test]
     fn repeated_options_keep_every_value_and_last_wins() {
-        let url = DriverUrl::parse("redis://h/?fallback=a:1&fallback=b:2&timeout=1&timeout=3")
-            .unwrap();
+        let url =
+            DriverUrl::parse("redis://h/?fallback=a:1&fallback=b:2&timeout=1&timeout=3").unwrap();
         let opts = url.options("redis", SPECS).unwrap();
         assert_eq!(opts.all("fallback"), ["a:1", "b:2"]);
         assert_eq!(opts.duration("timeout"), Some(Duration::from_secs(3)));

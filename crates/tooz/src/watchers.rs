@@ -231,8 +231,12 @@ impl Hub {
                 }
             }
             let callbacks = match &event {
-                GroupEvent::Joined { group, .. } => hooks.membership.get_mut(group).map(|m| &mut m.join),
-                GroupEvent::Left { group, .. } => hooks.membership.get_mut(group).map(|m| &mut m.leave),
+                GroupEvent::Joined { group, .. } => {
+                    hooks.membership.get_mut(group).map(|m| &mut m.join)
+                }
+                GroupEvent::Left { group, .. } => {
+                    hooks.membership.get_mut(group).map(|m| &mut m.leave)
+                }
                 GroupEvent::LeaderElected { group, .. } => {
                     hooks.elections.get_mut(group).map(|e| &mut e.callbacks)
                 }

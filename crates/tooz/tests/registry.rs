@@ -11,8 +11,21 @@ fn connect(url: &str) -> tooz::Result<Coordinator> {
 #[test]
 fn every_tooz_scheme_and_alias_is_known() {
     for scheme in [
-        "zookeeper", "kazoo", "zake", "memory", "memcached", "redis", "ipc", "file",
-        "postgresql", "mysql", "etcd", "etcd3", "etcd3+http", "etcd3+https", "consul",
+        "zookeeper",
+        "kazoo",
+        "zake",
+        "memory",
+        "memcached",
+        "redis",
+        "ipc",
+        "file",
+        "postgresql",
+        "mysql",
+        "etcd",
+        "etcd3",
+        "etcd3+http",
+        "etcd3+https",
+        "consul",
     ] {
         let entry = tooz::drivers::lookup(scheme).unwrap_or_else(|| panic!("{scheme} unknown"));
         assert!(entry.scheme == scheme || entry.aliases.contains(&scheme));
@@ -46,7 +59,10 @@ fn unknown_scheme_lists_the_known_ones() {
 fn malformed_urls_are_typed_errors() {
     for url in ["", "not a url", "://x", "redis://[::1", "zake:// bad"] {
         assert!(
-            matches!(connect(url), Err(Error::InvalidUrl { .. } | Error::UnknownScheme { .. })),
+            matches!(
+                connect(url),
+                Err(Error::InvalidUrl { .. } | Error::UnknownScheme { .. })
+            ),
             "{url:?}"
         );
     }

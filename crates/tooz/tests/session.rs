@@ -42,7 +42,10 @@ async fn resuming_in_time_keeps_the_lock() {
     let zake = Server::named(server);
     zake.suspend(&Id::from("holder"));
     wait_for(&holder, ConnectionState::Suspended).await;
-    assert!(holder.lock("other").try_acquire().await.is_err(), "calls fail while cut off");
+    assert!(
+        holder.lock("other").try_acquire().await.is_err(),
+        "calls fail while cut off"
+    );
     zake.resume(&Id::from("holder"));
     wait_for(&holder, ConnectionState::Reconnected).await;
     assert_eq!(guard.lost_reason(), None);
@@ -71,10 +74,13 @@ async fn session_expiry_frees_locks_and_memberships_for_others() {
         .unwrap()
         .unwrap();
     assert!(next.fencing_token() > guard.fencing_token());
-    let left = tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut watch))
-        .await
-        .unwrap()
-        .unwrap();
+    let left = tokio::time::timeout(
+        Duration::from_secs(10),
+        futures::StreamExt::next(&mut watch),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(
         left,
         tooz::GroupEvent::Left {

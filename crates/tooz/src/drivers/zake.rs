@@ -498,7 +498,12 @@ impl Driver for ZakeDriver {
         })
     }
 
-    async fn update_capabilities(&self, group: &Id, member: &Id, caps: &Capabilities) -> Result<()> {
+    async fn update_capabilities(
+        &self,
+        group: &Id,
+        member: &Id,
+        caps: &Capabilities,
+    ) -> Result<()> {
         self.with_session(|state, _| {
             let rec = state
                 .groups

@@ -182,7 +182,11 @@ pub async fn watch_events(coord: &Coordinator, count: usize) -> Vec<tooz::GroupE
     let mut events = Vec::new();
     while events.len() < count {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        assert!(!left.is_zero(), "only {} of {count} events came: {events:?}", events.len());
+        assert!(
+            !left.is_zero(),
+            "only {} of {count} events came: {events:?}",
+            events.len()
+        );
         events.extend(coord.run_watchers(Some(left)).await.expect("run_watchers"));
     }
     events

@@ -49,7 +49,10 @@ async fn run_for_election_multiple_clients(ctx: Ctx) -> Outcome {
     watch_events(&a, 1).await;
     b.watch_elected_as_leader(group.clone(), |_| {}).await?;
     assert!(b.run_watchers(QUIET).await?.is_empty());
-    assert_eq!(b.get_leader(group.clone()).await?.as_ref(), Some(a.member_id()));
+    assert_eq!(
+        b.get_leader(group.clone()).await?.as_ref(),
+        Some(a.member_id())
+    );
     a.stop().await?;
     let events = watch_events(&b, 1).await;
     assert_eq!(events, [elected(&group, b.member_id())]);
@@ -84,7 +87,10 @@ async fn run_for_election_multiple_clients_stand_down(ctx: Ctx) -> Outcome {
     assert!(a.stand_down_group_leader(group.clone()).await?);
     assert_eq!(watch_events(&b, 1).await, [elected(&group, b.member_id())]);
     assert!(a.run_watchers(QUIET).await?.is_empty()); // re-enters, behind b
-    assert_eq!(b.get_leader(group.clone()).await?.as_ref(), Some(b.member_id()));
+    assert_eq!(
+        b.get_leader(group.clone()).await?.as_ref(),
+        Some(b.member_id())
+    );
 
     assert!(b.stand_down_group_leader(group.clone()).await?);
     assert_eq!(watch_events(&a, 1).await, [elected(&group, a.member_id())]);

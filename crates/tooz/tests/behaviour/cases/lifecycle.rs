@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tooz::{Characteristic, Coordinator, ConnectionState, Error, GroupEvent};
+use tooz::{Characteristic, ConnectionState, Coordinator, Error, GroupEvent};
 
 use crate::ctx::{watch_events, Case, Ctx, Outcome};
 use crate::{assert_err, cases};
@@ -119,10 +119,7 @@ async fn unknown_option_is_rejected(ctx: Ctx) -> Outcome {
         .unwrap_err();
     assert!(matches!(err, Error::UnknownOption { .. }), "{err}");
     let msg = err.to_string();
-    assert!(
-        msg.contains("tiemout") && msg.contains("timeout"),
-        "{msg}"
-    );
+    assert!(msg.contains("tiemout") && msg.contains("timeout"), "{msg}");
     Ok(())
 }
 
@@ -139,7 +136,10 @@ async fn bad_option_value_is_rejected(ctx: Ctx) -> Outcome {
 
 async fn required_characteristics(ctx: Ctx) -> Outcome {
     let has = ctx.characteristics;
-    Coordinator::builder(&ctx.url, "m").require(has).connect().await?;
+    Coordinator::builder(&ctx.url, "m")
+        .require(has)
+        .connect()
+        .await?;
     let all: tooz::Characteristics = Characteristic::ALL.into_iter().collect();
     if has != all {
         let err = Coordinator::builder(&ctx.url, "m")

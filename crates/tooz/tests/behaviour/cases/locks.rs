@@ -69,8 +69,14 @@ async fn get_lock_release_broken(ctx: Ctx) -> Outcome {
     assert!(lock_b.try_acquire().await?.is_none());
     assert!(lock_b.break_lock().await?);
     let b_guard = lock_b.try_acquire().await?.expect("free after the break");
-    assert!(!held.release().await?, "a broken lock's release must say false");
-    assert!(third.lock(name).try_acquire().await?.is_none(), "b holds it");
+    assert!(
+        !held.release().await?,
+        "a broken lock's release must say false"
+    );
+    assert!(
+        third.lock(name).try_acquire().await?.is_none(),
+        "b holds it"
+    );
     assert!(b_guard.release().await?);
     for c in [a, b, third] {
         c.stop().await?;
@@ -116,7 +122,10 @@ async fn get_shared_lock_locking_same_lock_twice(ctx: Ctx) -> Outcome {
     let _second = lock.try_acquire_shared().await?.expect("shared stacks");
     assert!(lock.release().await?);
     assert!(lock.release().await?);
-    assert!(!lock.release().await?, "a third release has nothing to release");
+    assert!(
+        !lock.release().await?,
+        "a third release has nothing to release"
+    );
     c.stop().await?;
     Ok(())
 }
@@ -124,7 +133,11 @@ async fn get_shared_lock_locking_same_lock_twice(ctx: Ctx) -> Outcome {
 async fn get_shared_lock_locking_two_lock(ctx: Ctx) -> Outcome {
     let (a, b) = (ctx.coord().await, ctx.coord().await);
     let name = ctx.name("lock");
-    let first = a.lock(name.clone()).try_acquire_shared().await?.expect("free");
+    let first = a
+        .lock(name.clone())
+        .try_acquire_shared()
+        .await?
+        .expect("free");
     let second = b.lock(name).try_acquire_shared().await?.expect("shared");
     assert!(first.release().await?);
     assert!(second.release().await?);
@@ -136,7 +149,11 @@ async fn get_shared_lock_locking_two_lock(ctx: Ctx) -> Outcome {
 async fn get_lock_locking_shared_and_exclusive(ctx: Ctx) -> Outcome {
     let (a, b) = (ctx.coord().await, ctx.coord().await);
     let name = ctx.name("lock");
-    let shared = a.lock(name.clone()).try_acquire_shared().await?.expect("free");
+    let shared = a
+        .lock(name.clone())
+        .try_acquire_shared()
+        .await?
+        .expect("free");
     assert!(b.lock(name.clone()).try_acquire().await?.is_none());
     assert!(shared.release().await?);
     let exclusive = b.lock(name).try_acquire().await?.expect("free again");
@@ -152,7 +169,11 @@ async fn get_lock_locking_exclusive_and_shared(ctx: Ctx) -> Outcome {
     let exclusive = a.lock(name.clone()).try_acquire().await?.expect("free");
     assert!(b.lock(name.clone()).try_acquire_shared().await?.is_none());
     assert!(exclusive.release().await?);
-    let shared = b.lock(name).try_acquire_shared().await?.expect("free again");
+    let shared = b
+        .lock(name)
+        .try_acquire_shared()
+        .await?
+        .expect("free again");
     shared.release().await?;
     a.stop().await?;
     b.stop().await?;
@@ -296,7 +317,10 @@ async fn lock_context_manager_acquire_no_argument(ctx: Ctx) -> Outcome {
     {
         let _guard = c.lock(name.clone()).acquire().await?;
     }
-    let again = c.lock(name).acquire_timeout(Duration::from_secs(10)).await?;
+    let again = c
+        .lock(name)
+        .acquire_timeout(Duration::from_secs(10))
+        .await?;
     again.release().await?;
     c.stop().await?;
     Ok(())
@@ -427,7 +451,10 @@ async fn lost_fires_when_broken(ctx: Ctx) -> Outcome {
     assert!(b.lock(name.clone()).break_lock().await?);
     let reason = tokio::time::timeout(Duration::from_secs(10), held.lost()).await?;
     assert_eq!(reason, LostReason::Broken);
-    let next = b.lock(name).acquire_timeout(Duration::from_secs(10)).await?;
+    let next = b
+        .lock(name)
+        .acquire_timeout(Duration::from_secs(10))
+        .await?;
     assert!(next.fencing_token() > held.fencing_token());
     next.release().await?;
     a.stop().await?;
@@ -442,7 +469,10 @@ async fn lost_fires_when_session_ends(ctx: Ctx) -> Outcome {
     a.stop().await?;
     let reason = tokio::time::timeout(Duration::from_secs(10), held.lost()).await?;
     assert_eq!(reason, LostReason::CoordinatorStopped);
-    let next = b.lock(name).acquire_timeout(Duration::from_secs(10)).await?;
+    let next = b
+        .lock(name)
+        .acquire_timeout(Duration::from_secs(10))
+        .await?;
     next.release().await?;
     b.stop().await?;
     Ok(())
@@ -460,7 +490,10 @@ async fn abandoned_wait_does_not_take_the_lock(ctx: Ctx) -> Outcome {
         Error::OperationTimedOut(_)
     );
     held.release().await?;
-    let guard = c.lock(name).acquire_timeout(Duration::from_secs(10)).await?;
+    let guard = c
+        .lock(name)
+        .acquire_timeout(Duration::from_secs(10))
+        .await?;
     guard.release().await?;
     for coord in [a, b, c] {
         coord.stop().await?;
@@ -472,7 +505,10 @@ async fn dropped_guard_releases(ctx: Ctx) -> Outcome {
     let (a, b) = (ctx.coord().await, ctx.coord().await);
     let name = ctx.name("lock");
     drop(a.lock(name.clone()).acquire().await?);
-    let guard = b.lock(name).acquire_timeout(Duration::from_secs(10)).await?;
+    let guard = b
+        .lock(name)
+        .acquire_timeout(Duration::from_secs(10))
+        .await?;
     guard.release().await?;
     a.stop().await?;
     b.stop().await?;

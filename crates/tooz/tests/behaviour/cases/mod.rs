@@ -6,6 +6,7 @@ mod groups;
 mod lifecycle;
 mod locks;
 mod names;
+mod partitioner;
 mod watchers;
 
 use crate::ctx::Case;
@@ -20,6 +21,7 @@ pub fn all() -> Vec<Case> {
         election::cases(),
         locks::cases(),
         names::cases(),
+        partitioner::cases(),
     ] {
         all.extend(part);
     }

@@ -2,8 +2,8 @@
 
 use tooz::{Coordinator, Error, Id};
 
-use crate::ctx::{Case, Ctx, Outcome};
 use crate::cases;
+use crate::ctx::{Case, Ctx, Outcome};
 
 pub fn cases() -> Vec<Case> {
     cases![
@@ -89,7 +89,10 @@ async fn odd_lock_names(ctx: Ctx) -> Outcome {
             continue;
         }
         let guard = acquired?.unwrap_or_else(|| panic!("{name} busy"));
-        assert!(b.lock(name.clone()).try_acquire().await?.is_none(), "{name}");
+        assert!(
+            b.lock(name.clone()).try_acquire().await?.is_none(),
+            "{name}"
+        );
         assert!(guard.release().await?);
     }
     a.stop().await?;
