@@ -129,6 +129,18 @@ pub struct LockRequest {
     pub lost: LostSignal,
 }
 
+/// A nonce unique to this acquisition: a random per-process prefix and a counter, as 32
+/// lowercase hex digits (the shape of a uuid4 hex, which some backends' layouts use).
+fn next_nonce() -> String {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix:016x}{count:016x}")
+}
+
 /// A held acquisition, as the core tracks it.
 pub(crate) struct Acquisition {
     pub(crate) req: LockRequest,
@@ -248,7 +260,7 @@ impl Lock {
         let req = LockRequest {
             name: self.shared.name.clone(),
             owner: coord.member.clone(),
-            nonce: uuid::Uuid::new_v4().simple().to_string(),
+            nonce: next_nonce(),
             mode,
             lost: LostSignal::new(),
         };
