@@ -510,8 +510,11 @@ async fn pump(
                 match mode.fate(dir, &mut rng) {
                     Fate::Discard => {}
                     Fate::Forward if last_due.is_none() => to.write_all(chunk).await?,
-                    // Behind delayed chunks: keep the order.
-                    Fate::Forward => queue.push_back((Instant::now().max(last_due.unwrap_or_else(Instant::now)), chunk.to_vec())),
+                    // Behind delayed chunks: queued to keep the order.
+                    Fate::Forward => {
+                        let at = Instant::now();
+                        queue.push_back((last_due.map_or(at, |last| at.max(last)), chunk.to_vec()));
+                    }
                     Fate::Delay(delay) => {
                         let at = Instant::now() + delay;
                         queue.push_back((last_due.map_or(at, |last| at.max(last)), chunk.to_vec()));
@@ -532,9 +535,10 @@ impl Rng {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        nanos ^ COUNTER
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        nanos
+            ^ COUNTER
+                .fetch_add(1, Ordering::Relaxed)
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
     }
 
     fn new(seed: u64) -> Rng {

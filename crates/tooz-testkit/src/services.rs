@@ -34,9 +34,11 @@ pub fn script() -> PathBuf {
 /// If the script cannot be run, or exits unsuccessfully (the error carries its output).
 pub fn run(args: &[&str]) -> io::Result<String> {
     let script = script();
-    let output = Command::new("bash").arg(&script).args(args).output().map_err(|e| {
-        io::Error::new(e.kind(), format!("cannot run {}: {e}", script.display()))
-    })?;
+    let output = Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot run {}: {e}", script.display())))?;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     if output.status.success() {
         Ok(stdout)

@@ -141,7 +141,10 @@ async fn pass_through_relays_and_counts_connections() {
     assert_eq!(proxy.accepted(), 0);
     for i in 0..3u8 {
         let mut client = connect(&proxy).await;
-        assert_eq!(round_trip(&mut client, &[b'a' + i; 10]).await, vec![b'a' + i; 10]);
+        assert_eq!(
+            round_trip(&mut client, &[b'a' + i; 10]).await,
+            vec![b'a' + i; 10]
+        );
     }
     assert_eq!(proxy.accepted(), 3);
     assert_eq!(echo.connections(), 3);

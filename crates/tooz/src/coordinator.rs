@@ -152,7 +152,7 @@ impl CoordinatorBuilder {
                 has: has.to_string(),
             });
         }
-        Ok(Coordinator::from_driver(driver, url, self.member))
+        Coordinator::assemble(driver, url, self.member)
     }
 }
 
@@ -186,12 +186,23 @@ impl Coordinator {
         }
     }
 
-    fn from_driver(driver: Arc<dyn Driver>, url: DriverUrl, member: Id) -> Coordinator {
-        Coordinator {
+    /// A coordinator over a driver built outside the registry (a driver of your own).
+    /// Must be called within a tokio runtime, which then runs its background work.
+    pub fn with_driver(driver: Arc<dyn Driver>, member_id: impl Into<Id>) -> Result<Coordinator> {
+        let url = DriverUrl::parse(&format!("{}://", driver.scheme()))?;
+        Coordinator::assemble(driver, url, member_id.into())
+    }
+
+    fn assemble(driver: Arc<dyn Driver>, url: DriverUrl, member: Id) -> Result<Coordinator> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::Backend {
+            driver: driver.scheme(),
+            message: "a coordinator must be made within a tokio runtime".into(),
+        })?;
+        Ok(Coordinator {
             inner: Arc::new(Inner {
                 driver,
                 member,
-                runtime: tokio::runtime::Handle::current(),
+                runtime,
                 url,
                 started: AtomicBool::new(false),
                 lifecycle: tokio::sync::Mutex::new(()),
@@ -201,7 +212,7 @@ impl Coordinator {
                 background: Mutex::new(Vec::new()),
                 hub: Hub::new(),
             }),
-        }
+        })
     }
 
     /// This coordinator's member id.

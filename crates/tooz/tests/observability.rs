@@ -71,12 +71,21 @@ fn lock_metrics_are_recorded() {
             a.start().await.unwrap();
             b.start().await.unwrap();
             for _ in 0..3 {
-                a.lock("l").acquire().await.unwrap().release().await.unwrap();
+                a.lock("l")
+                    .acquire()
+                    .await
+                    .unwrap()
+                    .release()
+                    .await
+                    .unwrap();
             }
             let held = a.lock("l").acquire().await.unwrap();
             assert!(b.lock("l").break_lock().await.unwrap());
             assert_eq!(held.lost().await, LostReason::Broken);
-            assert!(!held.release().await.unwrap(), "a broken lock is not released");
+            assert!(
+                !held.release().await.unwrap(),
+                "a broken lock is not released"
+            );
             a.stop().await.unwrap();
             b.stop().await.unwrap();
         });

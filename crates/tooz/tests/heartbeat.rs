@@ -1,0 +1,180 @@
+//! The core's heartbeat loop and lock refresh, on a timeout-based driver whose heartbeat and
+//! lock keep-alive can be made to fail.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tooz::driver::{Driver, Support, WatchKind};
+use tooz::{
+    Characteristic, Characteristics, ConnectionState, Coordinator, FencingToken, Id, LockRequest,
+    LostReason, Result, SessionEvents,
+};
+
+/// Locks in a map; heartbeats count and can fail; keep-alive can report the lock gone.
+#[derive(Default)]
+struct Flaky {
+    locks: Mutex<HashMap<Id, String>>,
+    beats: AtomicU64,
+    heartbeat_fails: AtomicBool,
+    locks_expire: AtomicBool,
+}
+
+#[async_trait]
+impl Driver for Flaky {
+    fn scheme(&self) -> &'static str {
+        "flaky"
+    }
+    fn characteristics(&self) -> Characteristics {
+        Characteristics::of(&[Characteristic::DistributedAcrossThreads])
+    }
+    fn support(&self) -> Support {
+        Support {
+            groups: false,
+            update_capabilities: false,
+            member_info: false,
+            watch: WatchKind::None,
+            election: false,
+            locks: true,
+            shared_locks: false,
+            break_lock: false,
+        }
+    }
+    fn session_timeout(&self) -> Duration {
+        Duration::from_millis(300)
+    }
+    async fn start(&self, _events: SessionEvents) -> Result<()> {
+        Ok(())
+    }
+    async fn stop(&self) -> Result<()> {
+        Ok(())
+    }
+    async fn heartbeat(&self) -> Result<Option<Duration>> {
+        self.beats.fetch_add(1, Ordering::SeqCst);
+        if self.heartbeat_fails.load(Ordering::SeqCst) {
+            return Err(tooz::Error::Connection("heartbeat refused".into()));
+        }
+        Ok(Some(Duration::from_millis(40)))
+    }
+    async fn lock_try_acquire(&self, req: &LockRequest) -> Result<Option<FencingToken>> {
+        let mut locks = self.locks.lock().unwrap();
+        if locks.contains_key(&req.name) {
+            return Ok(None);
+        }
+        locks.insert(req.name.clone(), req.nonce.clone());
+        Ok(Some(FencingToken(1)))
+    }
+    async fn lock_release(&self, req: &LockRequest) -> Result<bool> {
+        let mut locks = self.locks.lock().unwrap();
+        Ok(locks.remove(&req.name).is_some())
+    }
+    async fn lock_refresh(&self, req: &LockRequest) -> Result<bool> {
+        if self.locks_expire.load(Ordering::SeqCst) {
+            self.locks.lock().unwrap().remove(&req.name);
+        }
+        Ok(self.locks.lock().unwrap().get(&req.name) == Some(&req.nonce))
+    }
+}
+
+async fn start(driver: &Arc<Flaky>) -> Coordinator {
+    let coord = Coordinator::with_driver(driver.clone(), "m").unwrap();
+    coord.start().await.unwrap();
+    coord
+}
+
+#[tokio::test]
+async fn heartbeats_run_in_the_background() {
+    let driver = Arc::new(Flaky::default());
+    let coord = start(&driver).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(driver.beats.load(Ordering::SeqCst) >= 4, "too few beats");
+    coord.stop().await.unwrap();
+    let after_stop = driver.beats.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        driver.beats.load(Ordering::SeqCst),
+        after_stop,
+        "beats after stop"
+    );
+}
+
+#[tokio::test]
+async fn a_lock_the_backend_dropped_is_reported_lost() {
+    let driver = Arc::new(Flaky::default());
+    let coord = start(&driver).await;
+    let guard = coord.lock("l").acquire().await.unwrap();
+    driver.locks_expire.store(true, Ordering::SeqCst);
+    let reason = tokio::time::timeout(Duration::from_secs(5), guard.lost())
+        .await
+        .unwrap();
+    assert_eq!(reason, LostReason::Expired);
+    coord.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn failing_heartbeats_suspend_then_lose_the_session() {
+    let driver = Arc::new(Flaky::default());
+    let coord = start(&driver).await;
+    let guard = coord.lock("l").acquire().await.unwrap();
+    let mut states = coord.connection_states();
+    driver.heartbeat_fails.store(true, Ordering::SeqCst);
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        states.wait_for(|s| *s == ConnectionState::Suspended),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(5), guard.lost())
+        .await
+        .unwrap();
+    assert_eq!(reason, LostReason::SessionLost);
+    assert_eq!(coord.connection_state(), ConnectionState::Lost);
+    coord.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_heartbeat_that_recovers_in_time_keeps_the_lock() {
+    let driver = Arc::new(Flaky::default());
+    let coord = start(&driver).await;
+    let guard = coord.lock("l").acquire().await.unwrap();
+    let mut states = coord.connection_states();
+    driver.heartbeat_fails.store(true, Ordering::SeqCst);
+    states
+        .wait_for(|s| *s == ConnectionState::Suspended)
+        .await
+        .unwrap();
+    driver.heartbeat_fails.store(false, Ordering::SeqCst);
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        states.wait_for(|s| *s == ConnectionState::Reconnected),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await; // past the session timeout
+    assert_eq!(guard.lost_reason(), None);
+    assert!(guard.release().await.unwrap());
+    coord.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn unsupported_parts_say_not_implemented() {
+    let driver = Arc::new(Flaky::default());
+    let coord = start(&driver).await;
+    for result in [
+        coord.create_group("g").await.map(|_| ()),
+        coord.get_groups().await.map(|_| ()),
+        coord.campaign("g").await.map(|_| ()),
+        coord.lock("l").break_lock().await.map(|_| ()),
+        coord.lock("l").try_acquire_shared().await.map(|_| ()),
+    ] {
+        assert!(
+            matches!(result, Err(tooz::Error::NotImplemented { .. })),
+            "{result:?}"
+        );
+    }
+    coord.stop().await.unwrap();
+}
