@@ -7,7 +7,8 @@
 //! [`Server`] can simulate faults (suspended or expired sessions) for tests.
 //!
 //! Options: the common ones; `timeout` is the session timeout (default 10 s) after which a
-//! suspended session counts as lost.
+//! suspended session counts as lost. `watch=poll` turns push off, so that the core's polling
+//! and diffing fallback (what backends without push use) can be exercised.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -27,7 +28,7 @@ use crate::group::{Capabilities, MemberInfo, Value};
 use crate::id::Id;
 use crate::lock::{FencingToken, LockMode, LockRequest, LostReason, LostSignal};
 use crate::session::{ConnectionState, SessionEvents};
-use crate::url::{DriverUrl, COMMON_OPTIONS};
+use crate::url::{DriverUrl, OptionKind, OptionSpec, COMMON_OPTIONS};
 
 pub(crate) const SUMMARY: &str = "in-process server for tests and single-process programs";
 
@@ -49,7 +50,21 @@ pub(crate) const FACTS: DriverFacts = DriverFacts {
         shared_locks: true,
         break_lock: true,
     },
-    options: COMMON_OPTIONS,
+    options: &ZAKE_OPTIONS,
+};
+
+const ZAKE_OPTIONS: [OptionSpec; COMMON_OPTIONS.len() + 1] = {
+    let mut all = [OptionSpec {
+        name: "watch",
+        kind: OptionKind::Text,
+        help: "`push` (default) or `poll`: poll and diff membership, as backends without push do",
+    }; COMMON_OPTIONS.len() + 1];
+    let mut i = 0;
+    while i < COMMON_OPTIONS.len() {
+        all[i + 1] = COMMON_OPTIONS[i];
+        i += 1;
+    }
+    all
 };
 
 const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,8 +78,20 @@ pub(crate) fn build(url: &DriverUrl, member: &Id) -> Result<Arc<dyn Driver>> {
             reason: "a zake URL has no path: use zake:// or zake://SERVER-NAME".into(),
         });
     }
+    let push = match options.text("watch") {
+        None | Some("push") => true,
+        Some("poll") => false,
+        Some(other) => {
+            return Err(Error::InvalidOption {
+                option: "watch".into(),
+                value: other.chars().take(64).collect(),
+                expected: "`push` or `poll`".into(),
+            })
+        }
+    };
     Ok(Arc::new(ZakeDriver {
         server: Server::named(url.host().unwrap_or("")),
+        push,
         member: member.clone(),
         session: Mutex::new(None),
         timeout: options
@@ -280,6 +307,7 @@ impl State {
 /// The zake driver: one coordinator's session on a [`Server`].
 pub struct ZakeDriver {
     server: Arc<Server>,
+    push: bool,
     member: Id,
     session: Mutex<Option<u64>>,
     timeout: Duration,
@@ -352,7 +380,15 @@ impl Driver for ZakeDriver {
     }
 
     fn support(&self) -> Support {
-        FACTS.support
+        let watch = if self.push {
+            WatchKind::Push
+        } else {
+            WatchKind::Poll
+        };
+        Support {
+            watch,
+            ..FACTS.support
+        }
     }
 
     fn poll_interval(&self) -> Duration {
@@ -517,6 +553,9 @@ impl Driver for ZakeDriver {
     }
 
     async fn subscribe_group(&self, group: &Id) -> Result<Option<(BTreeSet<Id>, GroupFeed)>> {
+        if !self.push {
+            return Ok(None);
+        }
         self.with_session(|state, _| {
             let snapshot: BTreeSet<Id> = state
                 .groups

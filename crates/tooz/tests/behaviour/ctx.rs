@@ -18,6 +18,8 @@ pub enum Need {
     UpdateCapabilities,
     MemberInfo,
     Watch,
+    /// Characteristic-like: the driver pushes every membership change (no coalescing).
+    PushWatch,
     Election,
     Locks,
     SharedLocks,
@@ -32,7 +34,10 @@ pub enum Need {
 
 impl Need {
     pub fn is_characteristic(self) -> bool {
-        matches!(self, Need::Processes | Need::Hosts | Need::TimeoutBased)
+        matches!(
+            self,
+            Need::Processes | Need::Hosts | Need::TimeoutBased | Need::PushWatch
+        )
     }
 }
 
@@ -59,6 +64,7 @@ macro_rules! cases {
 #[derive(Clone)]
 pub struct Ctx {
     pub url: String,
+    /// The driver's scheme, naming the tests (with the URL's options when a scheme repeats).
     pub scheme: String,
     pub support: Support,
     pub characteristics: Characteristics,
@@ -89,6 +95,7 @@ impl Ctx {
             Need::UpdateCapabilities => s.update_capabilities,
             Need::MemberInfo => s.member_info,
             Need::Watch => s.watch != WatchKind::None,
+            Need::PushWatch => s.watch == WatchKind::Push,
             Need::Election => s.election,
             Need::Locks => s.locks,
             Need::SharedLocks => s.shared_locks,

@@ -19,7 +19,8 @@ use ctx::{Case, Ctx};
 const CASE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// URLs of the drivers that need no server.
-const DEFAULT_URLS: &str = "zake://";
+/// The zake driver runs twice: pushing, and polling so the core's diffing fallback is tested.
+const DEFAULT_URLS: &str = "zake://,zake://?watch=poll&poll_interval=0.02";
 
 fn main() {
     if let Some(code) = ctx::child_main() {
@@ -27,9 +28,15 @@ fn main() {
     }
     let args = Arguments::from_args();
     let urls = std::env::var("TOOZ_TEST_URLS").unwrap_or_else(|_| DEFAULT_URLS.to_string());
+    let urls: Vec<&str> = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
     let mut trials = Vec::new();
-    for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
-        let ctx = match Ctx::probe(url) {
+    for url in &urls {
+        let url = *url;
+        let mut ctx = match Ctx::probe(url) {
             Ok(ctx) => ctx,
             Err(error) => {
                 let url = url.to_string();
@@ -39,6 +46,16 @@ fn main() {
                 continue;
             }
         };
+        let scheme_of = |u: &str| u.split("://").next().unwrap_or_default().to_string();
+        if urls
+            .iter()
+            .filter(|u| scheme_of(u) == scheme_of(url))
+            .count()
+            > 1
+        {
+            let options = url.split_once('?').map_or("", |(_, q)| q);
+            ctx.scheme = format!("{}[{options}]", ctx.scheme);
+        }
         for case in cases::all() {
             trials.push(trial(&ctx, case));
         }
