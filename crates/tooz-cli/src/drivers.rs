@@ -23,8 +23,10 @@ fn supported(entry: &DriverEntry) -> Vec<String> {
         .filter(|(_, on)| *on)
         .map(|(name, _)| name.to_string())
         .collect();
-    if facts.support.watch == WatchKind::Push {
-        parts.push("push".into());
+    match facts.support.watch {
+        WatchKind::Push => parts.push("push".into()),
+        WatchKind::Notified => parts.push("notified".into()),
+        WatchKind::Poll | WatchKind::None => {}
     }
     parts
 }

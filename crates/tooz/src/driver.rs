@@ -26,8 +26,11 @@ use crate::session::SessionEvents;
 /// How a driver learns of membership changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WatchKind {
-    /// The backend pushes changes (watches, pub/sub, notifications).
+    /// The backend pushes every change, in order.
     Push,
+    /// The backend signals changes and the core re-reads membership: a join and leave that
+    /// both happen between two reads may be coalesced.
+    Notified,
     /// The core polls and diffs membership every `poll_interval`.
     Poll,
     /// Watching is not available.

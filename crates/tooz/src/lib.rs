@@ -17,7 +17,7 @@
 //! let mut events = coord.watch_group("workers").await?;
 //! coord.join_group("workers", b"zone-a").await?;
 //! let event = events.next().await.unwrap();
-//! assert_eq!(event.member(), &"worker-1".into());
+//! assert_eq!(event.member(), &tooz::Id::from("worker-1"));
 //!
 //! let guard = coord.lock("reindex").acquire().await?;
 //! println!("fencing token {}", guard.fencing_token());

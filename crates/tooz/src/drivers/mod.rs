@@ -10,6 +10,8 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::url::{DriverUrl, OptionSpec};
 
+#[cfg(feature = "file")]
+pub mod file;
 #[cfg(feature = "zake")]
 pub mod zake;
 
@@ -72,6 +74,47 @@ const fn planned(
     }
 }
 
+/// Declares the registry entry of a driver module behind its cargo feature: available when the
+/// feature is on, "not compiled in" when it is off.
+macro_rules! built_driver {
+    ($entry:ident, $module:ident, $feature:literal, $scheme:literal, $aliases:expr, $summary:literal) => {
+        #[cfg(feature = $feature)]
+        fn $entry() -> DriverEntry {
+            DriverEntry {
+                availability: Availability::Available,
+                facts: Some($module::FACTS),
+                constructor: Some($module::build),
+                ..planned($scheme, $aliases, $feature, $summary)
+            }
+        }
+
+        #[cfg(not(feature = $feature))]
+        fn $entry() -> DriverEntry {
+            DriverEntry {
+                availability: Availability::NotCompiledIn,
+                ..planned($scheme, $aliases, $feature, $summary)
+            }
+        }
+    };
+}
+
+built_driver!(
+    zake_entry,
+    zake,
+    "zake",
+    "zake",
+    &["memory"],
+    "in-process server for tests and single-process programs"
+);
+built_driver!(
+    file_entry,
+    file,
+    "file",
+    "file",
+    &[],
+    "files and POSIX record locks, one host"
+);
+
 /// Every scheme tooz knows, in a stable order.
 pub fn registry() -> Vec<DriverEntry> {
     vec![
@@ -95,12 +138,7 @@ pub fn registry() -> Vec<DriverEntry> {
             "ipc",
             "System V semaphores and shared memory, one host",
         ),
-        planned(
-            "file",
-            &[],
-            "file",
-            "files and POSIX record locks, one host",
-        ),
+        file_entry(),
         planned("postgresql", &[], "postgresql", "PostgreSQL advisory locks"),
         planned("mysql", &[], "mysql", "MySQL/MariaDB named locks"),
         planned("etcd", &[], "etcd", "etcd v2 HTTP API"),
@@ -113,27 +151,6 @@ pub fn registry() -> Vec<DriverEntry> {
         ),
         planned("consul", &[], "consul", "HashiCorp Consul sessions and KV"),
     ]
-}
-
-#[cfg(feature = "zake")]
-fn zake_entry() -> DriverEntry {
-    DriverEntry {
-        scheme: "zake",
-        aliases: &["memory"],
-        feature: "zake",
-        summary: zake::SUMMARY,
-        availability: Availability::Available,
-        facts: Some(zake::FACTS),
-        constructor: Some(zake::build),
-    }
-}
-
-#[cfg(not(feature = "zake"))]
-fn zake_entry() -> DriverEntry {
-    DriverEntry {
-        availability: Availability::NotCompiledIn,
-        ..planned("zake", &["memory"], "zake", "in-process driver for tests")
-    }
 }
 
 /// The registry entry answering to `scheme` (canonical or alias).

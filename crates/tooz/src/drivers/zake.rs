@@ -30,8 +30,6 @@ use crate::lock::{FencingToken, LockMode, LockRequest, LostReason, LostSignal};
 use crate::session::{ConnectionState, SessionEvents};
 use crate::url::{DriverUrl, OptionKind, OptionSpec, COMMON_OPTIONS};
 
-pub(crate) const SUMMARY: &str = "in-process server for tests and single-process programs";
-
 pub(crate) const FACTS: DriverFacts = DriverFacts {
     characteristics: Characteristics::of(&[
         C::DistributedAcrossThreads,

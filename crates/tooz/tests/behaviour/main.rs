@@ -1,6 +1,6 @@
 //! The behaviour suite: one set of cases run against every driver URL in `TOOZ_TEST_URLS`
-//! (comma-separated; default: every driver that needs no server). Each case × URL is its own
-//! test, named `<case>::<scheme>`.
+//! (comma-separated; default: every driver that needs no server), plus those in
+//! `TOOZ_EXTRA_TEST_URLS`. Each case × URL is its own test, named `<case>::<scheme>`.
 //!
 //! A case needing an API part the driver declares unsupported instead checks that the driver
 //! answers `Error::NotImplemented` for it; a case needing a characteristic the driver lacks
@@ -19,15 +19,29 @@ use ctx::{Case, Ctx};
 const CASE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// URLs of the drivers that need no server.
-/// The zake driver runs twice: pushing, and polling so the core's diffing fallback is tested.
-const DEFAULT_URLS: &str = "zake://,zake://?watch=poll&poll_interval=0.02";
+/// Every driver that needs no server. zake runs twice: pushing, and polling so that the core's
+/// diffing fallback is tested too.
+fn default_urls() -> String {
+    let mut urls = vec![
+        "zake://".to_string(),
+        "zake://?watch=poll&poll_interval=0.02".into(),
+    ];
+    if cfg!(feature = "file") {
+        let dir = std::env::temp_dir().join(format!("tooz-behaviour-{}", std::process::id()));
+        urls.push(format!("file://{}", dir.display()));
+    }
+    urls.join(",")
+}
 
 fn main() {
     if let Some(code) = ctx::child_main() {
         std::process::exit(code);
     }
     let args = Arguments::from_args();
-    let urls = std::env::var("TOOZ_TEST_URLS").unwrap_or_else(|_| DEFAULT_URLS.to_string());
+    let mut urls = std::env::var("TOOZ_TEST_URLS").unwrap_or_else(|_| default_urls());
+    if let Ok(extra) = std::env::var("TOOZ_EXTRA_TEST_URLS") {
+        urls = format!("{urls},{extra}");
+    }
     let urls: Vec<&str> = urls
         .split(',')
         .map(str::trim)
@@ -53,8 +67,9 @@ fn main() {
             .count()
             > 1
         {
-            let options = url.split_once('?').map_or("", |(_, q)| q);
-            ctx.scheme = format!("{}[{options}]", ctx.scheme);
+            if let Some((_, options)) = url.split_once('?') {
+                ctx.scheme = format!("{}[{options}]", ctx.scheme);
+            }
         }
         for case in cases::all() {
             trials.push(trial(&ctx, case));

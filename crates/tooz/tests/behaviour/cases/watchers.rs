@@ -24,6 +24,7 @@ pub fn cases() -> Vec<Case> {
         Watch => unregister_hook,
         Watch => run_watchers_without_events_returns_empty,
         PushWatch => watch_stream_in_order,
+        Watch => watch_stream_converges,
         Watch => watch_stream_sees_other_coordinators,
     ]
 }
@@ -292,6 +293,43 @@ async fn watch_stream_in_order(ctx: Ctx) -> Outcome {
         }
     }
     assert_eq!(got, expected);
+    for mc in coords {
+        mc.stop().await?;
+    }
+    c.stop().await?;
+    Ok(())
+}
+
+/// Under fast churn a watcher may coalesce, but what it delivers is a consistent history
+/// (no join of a present member, no leave of an absent one) that ends in the true state.
+async fn watch_stream_converges(ctx: Ctx) -> Outcome {
+    let c = ctx.coord().await;
+    let group = ctx.name("group");
+    c.create_group(group.clone()).await?;
+    let mut stream = c.watch_group(group.clone()).await?;
+    let mut coords = Vec::new();
+    for _ in 0..4 {
+        let mc = ctx.coord().await;
+        mc.join_group(group.clone(), ()).await?;
+        coords.push(mc);
+    }
+    for mc in coords.drain(..2) {
+        mc.stop().await?;
+    }
+    let truth = c.get_members(group.clone()).await?;
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen != truth {
+        let event = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("stuck at {seen:?}, expected {truth:?}"))
+            .expect("stream ended");
+        match event {
+            GroupEvent::Joined { member, .. } => assert!(seen.insert(member), "double join"),
+            GroupEvent::Left { member, .. } => assert!(seen.remove(&member), "leave unseen"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
     for mc in coords {
         mc.stop().await?;
     }

@@ -1,0 +1,699 @@
+//! `file://DIRECTORY`: coordination through a directory, for the processes of one host.
+//!
+//! The layout is Python tooz's file driver's, so Python and Rust processes sharing a directory
+//! exclude each other and see each other's groups and members:
+//!
+//! | path | content |
+//! |---|---|
+//! | `D/.driver_lock` | record lock serialising membership changes and reads |
+//! | `D/groups/<sha1(G)>/.metadata` | msgpack `{'group_id': G, 'encoded': False}` |
+//! | `D/groups/<sha1(G)>/<sha1(M)>.raw` | msgpack member record; its mtime is the heartbeat |
+//! | `D/<lock name>` | lock file, locked with a whole-file POSIX record lock |
+//! | `D/tmp/` | scratch files, renamed into place so no half-written record is ever seen |
+//!
+//! Beyond tooz: fencing tokens kept in `D/.tooz-fencing/<sha1(lock path)>`, leader election on
+//! the locks `D/.tooz-leaders/<sha1(G)>`, `update_capabilities`, `get_member_info`, and
+//! shared locks that are shared across processes.
+//!
+//! Locks are open-file-description record locks: they conflict with the `lockf` locks of
+//! Python tooz, exclude the threads of one process from each other, and the kernel frees them
+//! the moment their process dies. A blocked acquire waits in the kernel (`F_OFD_SETLKW`) on a
+//! blocking thread; if its caller gives up first, the thread releases the lock as soon as the
+//! kernel grants it. Lock names must be UTF-8 relative paths inside D (as in tooz). A lock
+//! cannot be broken by another process: `break_lock` is not implemented.
+//!
+//! Membership is timeout-based, as in tooz: a member whose file was not touched for
+//! `timeout` seconds (default 10; `membership_timeout` overrides it) is not listed. Watchers
+//! are woken by inotify, with a periodic re-read (every `poll_interval`) for expiries; a join
+//! and leave faster than the watcher can be coalesced.
+//! `joined_on` is written in UTC.
+
+mod oslock;
+mod records;
+mod watch;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use sha1::Digest;
+use tokio::time::Instant;
+
+use super::DriverFacts;
+use crate::characteristics::{Characteristic as C, Characteristics};
+use crate::driver::{Driver, GroupFeed, Support, WatchKind, DEFAULT_POLL_INTERVAL};
+use crate::error::{Error, Result};
+use crate::group::{Capabilities, MemberInfo, Value};
+use crate::id::Id;
+use crate::lock::{FencingToken, LockMode, LockRequest};
+use crate::session::SessionEvents;
+use crate::url::{DriverUrl, COMMON_OPTIONS};
+use oslock::Kind;
+
+pub(crate) const FACTS: DriverFacts = DriverFacts {
+    characteristics: Characteristics::of(&[
+        C::DistributedAcrossThreads,
+        C::DistributedAcrossProcesses,
+    ]),
+    support: Support {
+        groups: true,
+        update_capabilities: true,
+        member_info: true,
+        watch: WatchKind::Notified,
+        election: true,
+        locks: true,
+        shared_locks: true,
+        break_lock: false,
+    },
+    options: COMMON_OPTIONS,
+};
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const FENCING_DIR: &str = ".tooz-fencing";
+const LEADERS_DIR: &str = ".tooz-leaders";
+const HOLDER_PREFIX: &str = "tooz-holder ";
+/// Longest file name most file systems accept.
+const NAME_MAX: usize = 255;
+
+pub(crate) fn build(url: &DriverUrl, member: &Id) -> Result<Arc<dyn Driver>> {
+    let options = url.options("file", FACTS.options)?;
+    let invalid = |reason: &str| Error::InvalidUrl {
+        url: url.to_string(),
+        reason: reason.into(),
+    };
+    if url.host().is_some() {
+        return Err(invalid(
+            "the directory must be an absolute path: file:///path/to/dir",
+        ));
+    }
+    let root = PathBuf::from(url.path());
+    if !root.is_absolute() || root == Path::new("/") {
+        return Err(invalid("give a directory: file:///path/to/dir"));
+    }
+    let timeout = options
+        .duration("membership_timeout")
+        .or(options.duration("timeout"))
+        .unwrap_or(DEFAULT_TIMEOUT);
+    Ok(Arc::new(FileDriver {
+        root,
+        member: member.clone(),
+        timeout,
+        poll_interval: options
+            .duration("poll_interval")
+            .unwrap_or(DEFAULT_POLL_INTERVAL),
+        driver_lock: Mutex::new(None),
+        joined: Mutex::new(BTreeSet::new()),
+        held: Mutex::new(HashMap::new()),
+    }))
+}
+
+fn sha1_hex(bytes: &[u8]) -> String {
+    let digest = sha1::Sha1::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn io_error(what: &str, path: &Path, error: io::Error) -> Error {
+    Error::Backend {
+        driver: "file",
+        message: format!("{what} {}: {error}", path.display()),
+    }
+}
+
+fn not_found(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::NotFound
+}
+
+/// The file driver. See the module docs.
+pub struct FileDriver {
+    root: PathBuf,
+    member: Id,
+    timeout: Duration,
+    poll_interval: Duration,
+    driver_lock: Mutex<Option<File>>,
+    joined: Mutex<BTreeSet<Id>>,
+    held: Mutex<HashMap<String, File>>,
+}
+
+/// A member file as read from a group directory.
+struct Member {
+    file_name: String,
+    record: records::MemberRecord,
+    modified: SystemTime,
+}
+
+impl FileDriver {
+    fn groups_dir(&self) -> PathBuf {
+        self.root.join("groups")
+    }
+
+    fn group_dir(&self, group: &Id) -> PathBuf {
+        self.groups_dir().join(sha1_hex(group.as_bytes()))
+    }
+
+    fn member_file_name(member: &Id) -> String {
+        format!("{}.raw", sha1_hex(member.as_bytes()))
+    }
+
+    fn member_path(&self, group: &Id, member: &Id) -> PathBuf {
+        self.group_dir(group).join(Self::member_file_name(member))
+    }
+
+    fn fresh(&self, modified: SystemTime) -> bool {
+        match SystemTime::now().duration_since(modified) {
+            Ok(age) => age <= self.timeout,
+            Err(_) => false, // in the future: tooz skips it too
+        }
+    }
+
+    /// Runs `f` holding the directory's driver lock (shared with Python tooz processes).
+    fn locked<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let guard = self.driver_lock.lock().unwrap();
+        let file = guard
+            .as_ref()
+            .ok_or_else(|| Error::Connection("the file driver is not started".into()))?;
+        let path = self.root.join(".driver_lock");
+        oslock::lock_wait(file, Kind::Exclusive).map_err(|e| io_error("locking", &path, e))?;
+        let result = f();
+        oslock::unlock(file).map_err(|e| io_error("unlocking", &path, e))?;
+        result
+    }
+
+    /// Writes `bytes` to a scratch file and renames it onto `path`, or links it there when
+    /// `replace` is false (failing with `AlreadyExists` if `path` exists).
+    fn write_atomic(&self, path: &Path, bytes: &[u8], replace: bool) -> io::Result<()> {
+        let scratch = self
+            .root
+            .join("tmp")
+            .join(format!("tmp{}tooz", uuid::Uuid::new_v4().simple()));
+        let result = (|| {
+            let mut file = File::create(&scratch)?;
+            file.write_all(bytes)?;
+            drop(file);
+            if replace {
+                fs::rename(&scratch, path)
+            } else {
+                fs::hard_link(&scratch, path)
+            }
+        })();
+        if !replace || result.is_err() {
+            let _ = fs::remove_file(&scratch);
+        }
+        result
+    }
+
+    fn require_group(&self, group: &Id) -> Result<()> {
+        match fs::metadata(self.group_dir(group).join(".metadata")) {
+            Ok(_) => Ok(()),
+            Err(e) if not_found(&e) => Err(Error::GroupNotCreated {
+                group: group.clone(),
+            }),
+            Err(e) => Err(io_error("reading", &self.group_dir(group), e)),
+        }
+    }
+
+    /// Every member file of `group`, fresh or not, skipping unreadable ones.
+    fn read_members(&self, group: &Id) -> Result<Vec<Member>> {
+        let dir = self.group_dir(group);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if not_found(&e) => {
+                return Err(Error::GroupNotCreated {
+                    group: group.clone(),
+                })
+            }
+            Err(e) => return Err(io_error("listing", &dir, e)),
+        };
+        self.require_group(group)?;
+        let mut members = Vec::new();
+        for entry in entries.flatten() {
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            if !file_name.ends_with(".raw") {
+                continue;
+            }
+            match read_member_file(&entry.path()) {
+                Ok(Some((record, modified))) => members.push(Member {
+                    file_name,
+                    record,
+                    modified,
+                }),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(path = %entry.path().display(), %error,
+                    "skipping an unreadable member file"),
+            }
+        }
+        Ok(members)
+    }
+
+    fn live_members(&self, group: &Id) -> Result<Vec<Member>> {
+        let members = self.locked(|| self.read_members(group))?;
+        Ok(members
+            .into_iter()
+            .filter(|m| self.fresh(m.modified))
+            .collect())
+    }
+
+    /// One live member's record.
+    fn read_member(&self, group: &Id, member: &Id) -> Result<(records::MemberRecord, SystemTime)> {
+        let not_joined = || Error::MemberNotJoined {
+            group: group.clone(),
+            member: member.clone(),
+        };
+        self.require_group(group)?;
+        match read_member_file(&self.member_path(group, member))? {
+            Some((record, modified)) if self.fresh(modified) => Ok((record, modified)),
+            _ => Err(not_joined()),
+        }
+    }
+
+    fn lock_path(&self, name: &Id) -> Result<PathBuf> {
+        let invalid = |reason: &str| Error::InvalidName {
+            kind: "lock",
+            name: name.to_string(),
+            reason: reason.into(),
+        };
+        let text = name
+            .as_str()
+            .ok_or_else(|| invalid("file lock names must be UTF-8 (they are paths)"))?;
+        if text.contains('\0') {
+            return Err(invalid("a path cannot contain NUL"));
+        }
+        let mut path = self.root.clone();
+        for component in Path::new(text).components() {
+            match component {
+                Component::Normal(part) if part.len() > NAME_MAX => {
+                    return Err(invalid("a path component is longer than 255 bytes"))
+                }
+                Component::Normal(part) => path.push(part),
+                Component::CurDir => {}
+                Component::ParentDir if path.pop() && path.starts_with(&self.root) => {}
+                _ => return Err(invalid("it leaves the driver's directory")),
+            }
+        }
+        let reserved = ["groups", "tmp", ".driver_lock", FENCING_DIR];
+        let inside = path.strip_prefix(&self.root).unwrap_or(Path::new(""));
+        let first = inside.components().next();
+        if path == self.root
+            || reserved
+                .iter()
+                .any(|r| first == Some(Component::Normal(r.as_ref())))
+        {
+            return Err(invalid("it names a path the driver reserves"));
+        }
+        Ok(path)
+    }
+
+    fn open_lock_file(path: &Path) -> Result<File> {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| io_error("creating", parent, e))?;
+        }
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(path)
+            .map_err(|e| io_error("opening", path, e))
+    }
+
+    /// The next fencing token of the lock at `path`, persisted beside the lock.
+    fn next_token(&self, path: &Path) -> Result<FencingToken> {
+        let key = sha1_hex(path.as_os_str().as_encoded_bytes());
+        let fence = self.root.join(FENCING_DIR).join(key);
+        let mut file = Self::open_lock_file(&fence)?;
+        oslock::lock_wait(&file, Kind::Exclusive).map_err(|e| io_error("locking", &fence, e))?;
+        let mut text = String::new();
+        file.read_to_string(&mut text)
+            .map_err(|e| io_error("reading", &fence, e))?;
+        let last: u64 = if text.trim().is_empty() {
+            0
+        } else {
+            text.trim().parse().map_err(|_| {
+                Error::Serialization(format!("corrupt fencing counter {}", fence.display()))
+            })?
+        };
+        let next = last + 1;
+        let write = file
+            .set_len(0)
+            .and_then(|_| file.write_all_at(next.to_string().as_bytes(), 0));
+        write.map_err(|e| io_error("writing", &fence, e))?;
+        Ok(FencingToken(next))
+    }
+
+    /// Completes an acquisition whose record lock is held through `file`.
+    fn finish_acquire(&self, req: &LockRequest, path: &Path, file: File) -> Result<FencingToken> {
+        let token = self.next_token(path)?;
+        if req.mode == LockMode::Exclusive {
+            let holder = format!("{HOLDER_PREFIX}{} {token}\n", hex(req.owner.as_bytes()));
+            let write = file
+                .set_len(0)
+                .and_then(|_| file.write_all_at(holder.as_bytes(), 0));
+            write.map_err(|e| io_error("writing", path, e))?;
+        }
+        self.held.lock().unwrap().insert(req.nonce.clone(), file);
+        Ok(token)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Reads one member file: `None` if it does not exist.
+fn read_member_file(path: &Path) -> Result<Option<(records::MemberRecord, SystemTime)>> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if not_found(&e) => return Ok(None),
+        Err(e) => return Err(io_error("opening", path, e)),
+    };
+    let modified = file
+        .metadata()
+        .and_then(|m| m.modified())
+        .map_err(|e| io_error("reading", path, e))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| io_error("reading", path, e))?;
+    Ok(Some((records::read_member_record(&bytes)?, modified)))
+}
+
+fn kind_of(mode: LockMode) -> Kind {
+    match mode {
+        LockMode::Exclusive => Kind::Exclusive,
+        LockMode::Shared => Kind::Shared,
+    }
+}
+
+#[async_trait]
+impl Driver for FileDriver {
+    fn scheme(&self) -> &'static str {
+        "file"
+    }
+
+    fn characteristics(&self) -> Characteristics {
+        FACTS.characteristics
+    }
+
+    fn support(&self) -> Support {
+        FACTS.support
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.poll_interval
+    }
+
+    fn session_timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn validate_name(&self, kind: &'static str, name: &Id) -> Result<()> {
+        if kind == "lock" {
+            self.lock_path(name)?;
+        }
+        Ok(())
+    }
+
+    fn leader_lock_name(&self, group: &Id) -> Id {
+        Id::from(format!("{LEADERS_DIR}/{}", sha1_hex(group.as_bytes())))
+    }
+
+    async fn start(&self, _events: SessionEvents) -> Result<()> {
+        for dir in [
+            self.root.clone(),
+            self.groups_dir(),
+            self.root.join("tmp"),
+            self.root.join(FENCING_DIR),
+        ] {
+            fs::create_dir_all(&dir).map_err(|e| {
+                Error::Connection(format!("cannot use directory {}: {e}", dir.display()))
+            })?;
+        }
+        let file = Self::open_lock_file(&self.root.join(".driver_lock"))?;
+        *self.driver_lock.lock().unwrap() = Some(file);
+        Ok(())
+    }
+
+    async fn stop(&self) -> Result<()> {
+        self.held.lock().unwrap().clear(); // closing the files frees their locks
+        self.joined.lock().unwrap().clear();
+        *self.driver_lock.lock().unwrap() = None;
+        Ok(())
+    }
+
+    async fn heartbeat(&self) -> Result<Option<Duration>> {
+        let joined: Vec<Id> = self.joined.lock().unwrap().iter().cloned().collect();
+        for group in joined {
+            let path = self.member_path(&group, &self.member);
+            let touched = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(SystemTime::now()));
+            match touched {
+                Ok(()) => {}
+                Err(e) if not_found(&e) => {} // left or booted out: nothing to keep alive
+                Err(e) => return Err(io_error("touching", &path, e)),
+            }
+        }
+        Ok(Some(self.timeout))
+    }
+
+    async fn create_group(&self, group: &Id) -> Result<()> {
+        let dir = self.group_dir(group);
+        fs::create_dir_all(&dir).map_err(|e| io_error("creating", &dir, e))?;
+        let metadata = dir.join(".metadata");
+        match self.write_atomic(&metadata, &records::group_metadata(group), false) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(Error::GroupAlreadyExist {
+                group: group.clone(),
+            }),
+            Err(e) => Err(io_error("writing", &metadata, e)),
+        }
+    }
+
+    async fn delete_group(&self, group: &Id) -> Result<()> {
+        self.locked(|| {
+            let members = self.read_members(group)?;
+            if members.iter().any(|m| self.fresh(m.modified)) {
+                return Err(Error::GroupNotEmpty {
+                    group: group.clone(),
+                });
+            }
+            let dir = self.group_dir(group);
+            fs::remove_dir_all(&dir).map_err(|e| io_error("removing", &dir, e))
+        })
+    }
+
+    async fn get_groups(&self) -> Result<BTreeSet<Id>> {
+        let dir = self.groups_dir();
+        let entries = fs::read_dir(&dir).map_err(|e| io_error("listing", &dir, e))?;
+        let mut groups = BTreeSet::new();
+        for entry in entries.flatten() {
+            let path = entry.path().join(".metadata");
+            match fs::read(&path) {
+                Ok(bytes) => match records::read_group_metadata(&bytes) {
+                    Ok(group) => {
+                        groups.insert(group);
+                    }
+                    Err(error) => tracing::warn!(path = %path.display(), %error,
+                        "skipping unreadable group metadata"),
+                },
+                Err(e) if not_found(&e) => {}
+                Err(e) => return Err(io_error("reading", &path, e)),
+            }
+        }
+        Ok(groups)
+    }
+
+    async fn join_group(&self, group: &Id, member: &Id, caps: &Capabilities) -> Result<()> {
+        let path = self.member_path(group, member);
+        self.locked(|| {
+            self.require_group(group)?;
+            let existing = read_member_file(&path).ok().flatten();
+            if existing.is_some_and(|(_, modified)| self.fresh(modified)) {
+                return Err(Error::MemberAlreadyExist {
+                    group: group.clone(),
+                    member: member.clone(),
+                });
+            }
+            let record = records::member_record(member, caps, SystemTime::now());
+            self.write_atomic(&path, &record, true)
+                .map_err(|e| io_error("writing", &path, e))
+        })?;
+        if member == &self.member {
+            self.joined.lock().unwrap().insert(group.clone());
+        }
+        Ok(())
+    }
+
+    async fn leave_group(&self, group: &Id, member: &Id) -> Result<()> {
+        let path = self.member_path(group, member);
+        self.locked(|| {
+            self.require_group(group)?;
+            match fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if not_found(&e) => Err(Error::MemberNotJoined {
+                    group: group.clone(),
+                    member: member.clone(),
+                }),
+                Err(e) => Err(io_error("removing", &path, e)),
+            }
+        })?;
+        self.joined.lock().unwrap().remove(group);
+        Ok(())
+    }
+
+    async fn get_members(&self, group: &Id) -> Result<BTreeSet<Id>> {
+        let members = self.live_members(group)?;
+        Ok(members.into_iter().map(|m| m.record.member).collect())
+    }
+
+    async fn get_members_with_capabilities(
+        &self,
+        group: &Id,
+    ) -> Result<BTreeMap<Id, Capabilities>> {
+        let members = self.live_members(group)?;
+        Ok(members
+            .into_iter()
+            .map(|m| (m.record.member, m.record.capabilities))
+            .collect())
+    }
+
+    async fn get_member_info(&self, group: &Id, member: &Id) -> Result<MemberInfo> {
+        let (record, modified) = self.locked(|| self.read_member(group, member))?;
+        let beat = modified
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        Ok(MemberInfo {
+            capabilities: record.capabilities,
+            joined_at: Some(record.joined_on),
+            extra: BTreeMap::from([("last_heartbeat".to_string(), Value::F64(beat))]),
+        })
+    }
+
+    async fn update_capabilities(
+        &self,
+        group: &Id,
+        member: &Id,
+        caps: &Capabilities,
+    ) -> Result<()> {
+        self.locked(|| {
+            let (record, _) = self.read_member(group, member)?;
+            let path = self.member_path(group, member);
+            let bytes = records::member_record(member, caps, record.joined_on);
+            self.write_atomic(&path, &bytes, true)
+                .map_err(|e| io_error("writing", &path, e))
+        })
+    }
+
+    async fn subscribe_group(&self, group: &Id) -> Result<Option<(BTreeSet<Id>, GroupFeed)>> {
+        let dir = self.group_dir(group);
+        let watcher = watch::Watcher::new(&dir).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => Error::GroupNotCreated {
+                group: group.clone(),
+            },
+            _ => io_error("watching", &dir, e),
+        })?;
+        let members = self.live_members(group)?;
+        let snapshot = members.iter().map(|m| m.record.member.clone()).collect();
+        let known = members
+            .into_iter()
+            .map(|m| (m.file_name, m.record.member))
+            .collect();
+        let resync_every = self.poll_interval.min(self.timeout / 2);
+        let feed = watcher
+            .feed(known, resync_every)
+            .map_err(|e| io_error("watching", &dir, e))?;
+        Ok(Some((snapshot, feed)))
+    }
+
+    async fn lock_try_acquire(&self, req: &LockRequest) -> Result<Option<FencingToken>> {
+        let path = self.lock_path(&req.name)?;
+        let file = Self::open_lock_file(&path)?;
+        let locked = oslock::try_lock(&file, kind_of(req.mode))
+            .map_err(|e| io_error("locking", &path, e))?;
+        if !locked {
+            return Ok(None);
+        }
+        self.finish_acquire(req, &path, file).map(Some)
+    }
+
+    async fn lock_acquire(
+        &self,
+        req: &LockRequest,
+        deadline: Option<Instant>,
+    ) -> Result<Option<FencingToken>> {
+        if let Some(token) = self.lock_try_acquire(req).await? {
+            return Ok(Some(token));
+        }
+        let path = self.lock_path(&req.name)?;
+        let kind = kind_of(req.mode);
+        let waiting_on = path.clone();
+        // If this future is dropped or times out, the thread's File is dropped when it gets
+        // the lock, which closes it and so releases the lock at once.
+        let mut wait = tokio::task::spawn_blocking(move || {
+            let file = Self::open_lock_file(&waiting_on)?;
+            oslock::lock_wait(&file, kind).map_err(|e| io_error("locking", &waiting_on, e))?;
+            Ok::<File, Error>(file)
+        });
+        let joined = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, &mut wait).await {
+                Ok(joined) => joined,
+                Err(_) => return Ok(None),
+            },
+            None => wait.await,
+        };
+        let file = joined.map_err(|e| Error::Backend {
+            driver: "file",
+            message: format!("lock wait thread failed: {e}"),
+        })??;
+        self.finish_acquire(req, &path, file).map(Some)
+    }
+
+    async fn lock_release(&self, req: &LockRequest) -> Result<bool> {
+        let Some(file) = self.held.lock().unwrap().remove(&req.nonce) else {
+            return Ok(false);
+        };
+        if req.mode == LockMode::Exclusive {
+            let _ = file.set_len(0);
+        }
+        oslock::unlock(&file).map_err(|e| Error::Backend {
+            driver: "file",
+            message: format!("unlocking {}: {e}", req.name),
+        })?;
+        Ok(true)
+    }
+
+    async fn lock_holder(&self, name: &Id) -> Result<Option<Id>> {
+        let path = self.lock_path(name)?;
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if not_found(&e) => return Ok(None),
+            Err(e) => return Err(io_error("opening", &path, e)),
+        };
+        if !oslock::is_locked(&file).map_err(|e| io_error("testing", &path, e))? {
+            return Ok(None);
+        }
+        let mut text = String::new();
+        let _ = (&file).read_to_string(&mut text);
+        Ok(text
+            .strip_prefix(HOLDER_PREFIX)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(unhex)
+            .map(Id::from))
+    }
+}
