@@ -1,0 +1,91 @@
+//! Helpers shared by integration tests: temp dirs, child processes, the Python tooz peer.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A fresh directory under the temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn url(&self) -> String {
+        format!("file://{}", self.0.display())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Waits (bounded) until `path` exists.
+pub fn wait_for_file(path: &Path) {
+    let end = Instant::now() + Duration::from_secs(30);
+    while !path.exists() {
+        assert!(
+            Instant::now() < end,
+            "timed out waiting for {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The Python interpreter with tooz installed (`TOOZ_PYTHON`, default the repository's
+/// `.venv-tooz`). `None` when absent outside CI; under `CI=true` its absence is a failure.
+pub fn python() -> Option<PathBuf> {
+    let path = std::env::var_os("TOOZ_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv-tooz/bin/python")
+        });
+    if path.exists() {
+        return Some(path);
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!(
+            "Python tooz is required under CI: {} is missing (run scripts/services up python-tooz)",
+            path.display()
+        );
+    }
+    eprintln!(
+        "skipping: {} is missing (scripts/services up python-tooz)",
+        path.display()
+    );
+    None
+}
+
+/// A `Command` running the Python peer script `name` with `args`.
+pub fn python_peer(python: &Path, script: &str, args: &[&str]) -> Command {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(script);
+    let mut cmd = Command::new(python);
+    cmd.arg(script).args(args);
+    cmd
+}
+
+/// Runs the Python peer to completion and returns its stdout; panics with its stderr on failure.
+pub fn python_output(python: &Path, script: &str, args: &[&str]) -> String {
+    let out = python_peer(python, script, args)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python {script} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
