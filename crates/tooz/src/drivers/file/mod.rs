@@ -28,6 +28,7 @@
 //! and leave faster than the watcher can be coalesced.
 //! `joined_on` is written in UTC.
 
+mod locks;
 mod oslock;
 mod records;
 mod watch;
@@ -35,7 +36,6 @@ mod watch;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -76,7 +76,6 @@ pub(crate) const FACTS: DriverFacts = DriverFacts {
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const FENCING_DIR: &str = ".tooz-fencing";
 const LEADERS_DIR: &str = ".tooz-leaders";
-const HOLDER_PREFIX: &str = "tooz-holder ";
 /// Longest file name most file systems accept.
 const NAME_MAX: usize = 255;
 
@@ -100,7 +99,6 @@ pub(crate) fn build(url: &DriverUrl, member: &Id) -> Result<Arc<dyn Driver>> {
         .or(options.duration("timeout"))
         .unwrap_or(DEFAULT_TIMEOUT);
     Ok(Arc::new(FileDriver {
-        root,
         member: member.clone(),
         timeout,
         poll_interval: options
@@ -109,6 +107,8 @@ pub(crate) fn build(url: &DriverUrl, member: &Id) -> Result<Arc<dyn Driver>> {
         driver_lock: Mutex::new(None),
         joined: Mutex::new(BTreeSet::new()),
         held: Mutex::new(HashMap::new()),
+        lock_files: locks::LockFiles::new(root.join(FENCING_DIR)),
+        root,
     }))
 }
 
@@ -136,7 +136,8 @@ pub struct FileDriver {
     poll_interval: Duration,
     driver_lock: Mutex<Option<File>>,
     joined: Mutex<BTreeSet<Id>>,
-    held: Mutex<HashMap<String, File>>,
+    held: Mutex<HashMap<String, (PathBuf, File)>>,
+    lock_files: locks::LockFiles,
 }
 
 /// A member file as read from a group directory.
@@ -307,71 +308,21 @@ impl FileDriver {
         Ok(path)
     }
 
-    fn open_lock_file(path: &Path) -> Result<File> {
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(|e| io_error("creating", parent, e))?;
-        }
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .open(path)
-            .map_err(|e| io_error("opening", path, e))
-    }
-
-    /// The next fencing token of the lock at `path`, persisted beside the lock.
-    fn next_token(&self, path: &Path) -> Result<FencingToken> {
-        let key = sha1_hex(path.as_os_str().as_encoded_bytes());
-        let fence = self.root.join(FENCING_DIR).join(key);
-        let mut file = Self::open_lock_file(&fence)?;
-        oslock::lock_wait(&file, Kind::Exclusive).map_err(|e| io_error("locking", &fence, e))?;
-        let mut text = String::new();
-        file.read_to_string(&mut text)
-            .map_err(|e| io_error("reading", &fence, e))?;
-        let last: u64 = if text.trim().is_empty() {
-            0
-        } else {
-            text.trim().parse().map_err(|_| {
-                Error::Serialization(format!("corrupt fencing counter {}", fence.display()))
-            })?
-        };
-        let next = last + 1;
-        let write = file
-            .set_len(0)
-            .and_then(|_| file.write_all_at(next.to_string().as_bytes(), 0));
-        write.map_err(|e| io_error("writing", &fence, e))?;
-        Ok(FencingToken(next))
-    }
-
     /// Completes an acquisition whose record lock is held through `file`.
-    fn finish_acquire(&self, req: &LockRequest, path: &Path, file: File) -> Result<FencingToken> {
-        let token = self.next_token(path)?;
-        if req.mode == LockMode::Exclusive {
-            let holder = format!("{HOLDER_PREFIX}{} {token}\n", hex(req.owner.as_bytes()));
-            let write = file
-                .set_len(0)
-                .and_then(|_| file.write_all_at(holder.as_bytes(), 0));
-            write.map_err(|e| io_error("writing", path, e))?;
-        }
-        self.held.lock().unwrap().insert(req.nonce.clone(), file);
+    fn finish_acquire(&self, req: &LockRequest, path: PathBuf, file: File) -> Result<FencingToken> {
+        let token = match self.lock_files.stamp(&path, kind_of(req.mode), &req.owner) {
+            Ok(token) => token,
+            Err(error) => {
+                let _ = oslock::unlock(&file);
+                return Err(error);
+            }
+        };
+        self.held
+            .lock()
+            .unwrap()
+            .insert(req.nonce.clone(), (path, file));
         Ok(token)
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// Reads one member file: `None` if it does not exist.
@@ -381,12 +332,10 @@ fn read_member_file(path: &Path) -> Result<Option<(records::MemberRecord, System
         Err(e) if not_found(&e) => return Ok(None),
         Err(e) => return Err(io_error("opening", path, e)),
     };
-    let modified = file
-        .metadata()
-        .and_then(|m| m.modified())
-        .map_err(|e| io_error("reading", path, e))?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
+    let meta = file.metadata().map_err(|e| io_error("reading", path, e))?;
+    let modified = meta.modified().map_err(|e| io_error("reading", path, e))?;
+    let mut bytes = vec![0; meta.len() as usize];
+    file.read_exact(&mut bytes)
         .map_err(|e| io_error("reading", path, e))?;
     Ok(Some((records::read_member_record(&bytes)?, modified)))
 }
@@ -442,13 +391,14 @@ impl Driver for FileDriver {
                 Error::Connection(format!("cannot use directory {}: {e}", dir.display()))
             })?;
         }
-        let file = Self::open_lock_file(&self.root.join(".driver_lock"))?;
+        let file = locks::open(&self.root.join(".driver_lock"))?;
         *self.driver_lock.lock().unwrap() = Some(file);
         Ok(())
     }
 
     async fn stop(&self) -> Result<()> {
         self.held.lock().unwrap().clear(); // closing the files frees their locks
+        self.lock_files.clear();
         self.joined.lock().unwrap().clear();
         *self.driver_lock.lock().unwrap() = None;
         Ok(())
@@ -623,13 +573,14 @@ impl Driver for FileDriver {
 
     async fn lock_try_acquire(&self, req: &LockRequest) -> Result<Option<FencingToken>> {
         let path = self.lock_path(&req.name)?;
-        let file = Self::open_lock_file(&path)?;
+        let file = self.lock_files.take(&path)?;
         let locked = oslock::try_lock(&file, kind_of(req.mode))
             .map_err(|e| io_error("locking", &path, e))?;
         if !locked {
+            self.lock_files.recycle(path, file);
             return Ok(None);
         }
-        self.finish_acquire(req, &path, file).map(Some)
+        self.finish_acquire(req, path, file).map(Some)
     }
 
     async fn lock_acquire(
@@ -646,7 +597,7 @@ impl Driver for FileDriver {
         // If this future is dropped or times out, the thread's File is dropped when it gets
         // the lock, which closes it and so releases the lock at once.
         let mut wait = tokio::task::spawn_blocking(move || {
-            let file = Self::open_lock_file(&waiting_on)?;
+            let file = locks::open(&waiting_on)?;
             oslock::lock_wait(&file, kind).map_err(|e| io_error("locking", &waiting_on, e))?;
             Ok::<File, Error>(file)
         });
@@ -661,39 +612,19 @@ impl Driver for FileDriver {
             driver: "file",
             message: format!("lock wait thread failed: {e}"),
         })??;
-        self.finish_acquire(req, &path, file).map(Some)
+        self.finish_acquire(req, path, file).map(Some)
     }
 
     async fn lock_release(&self, req: &LockRequest) -> Result<bool> {
-        let Some(file) = self.held.lock().unwrap().remove(&req.nonce) else {
+        let Some((path, file)) = self.held.lock().unwrap().remove(&req.nonce) else {
             return Ok(false);
         };
-        if req.mode == LockMode::Exclusive {
-            let _ = file.set_len(0);
-        }
-        oslock::unlock(&file).map_err(|e| Error::Backend {
-            driver: "file",
-            message: format!("unlocking {}: {e}", req.name),
-        })?;
+        oslock::unlock(&file).map_err(|e| io_error("unlocking", &path, e))?;
+        self.lock_files.recycle(path, file);
         Ok(true)
     }
 
     async fn lock_holder(&self, name: &Id) -> Result<Option<Id>> {
-        let path = self.lock_path(name)?;
-        let file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if not_found(&e) => return Ok(None),
-            Err(e) => return Err(io_error("opening", &path, e)),
-        };
-        if !oslock::is_locked(&file).map_err(|e| io_error("testing", &path, e))? {
-            return Ok(None);
-        }
-        let mut text = String::new();
-        let _ = (&file).read_to_string(&mut text);
-        Ok(text
-            .strip_prefix(HOLDER_PREFIX)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(unhex)
-            .map(Id::from))
+        self.lock_files.holder(&self.lock_path(name)?)
     }
 }
