@@ -1,10 +1,18 @@
-//! Lock files and their fencing records.
+//! Lock files, their fencing records, and the queue that makes waiting fair.
 //!
 //! Each acquisition needs its own open file (record locks belong to an open file), but opening
 //! is most of the cost of an acquisition, so released files are kept for reuse. The fencing
 //! record of a lock, `D/.tooz-fencing/<sha1(lock path)>`, holds a 20-digit counter, then the
 //! hex id of the last exclusive holder: `00000000000000000042 6e6f6465\n`. Only a holder writes
 //! it: an exclusive holder alone, shared holders one at a time under the record's own lock.
+//!
+//! The kernel wakes every waiter when a record lock is released, and the releasing process
+//! usually takes it back before they run. So waiters queue: a waiter holds a shared lock on
+//! `D/.tooz-fencing/<sha1(lock path)>.queue` while it waits; an acquirer that sees the queue
+//! non-empty does not take the lock ahead of it but first passes a turnstile (an exclusive lock
+//! on the queue file, granted once the current waiters have got the lock), then queues. A
+//! holder releasing and acquiring again therefore lets the waiter go first. Python tooz
+//! processes do not queue; they compete as before.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -27,6 +35,7 @@ pub(super) struct LockFiles {
     fencing_dir: PathBuf,
     pool: Mutex<HashMap<PathBuf, Vec<File>>>,
     fences: Mutex<HashMap<PathBuf, (File, u64)>>,
+    probes: Mutex<HashMap<PathBuf, File>>,
 }
 
 /// Opens (creating it and its directories if needed) a file for record locking.
@@ -72,6 +81,7 @@ impl LockFiles {
             fencing_dir,
             pool: Mutex::new(HashMap::new()),
             fences: Mutex::new(HashMap::new()),
+            probes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -97,6 +107,24 @@ impl LockFiles {
     pub(super) fn clear(&self) {
         self.pool.lock().unwrap().clear();
         self.fences.lock().unwrap().clear();
+        self.probes.lock().unwrap().clear();
+    }
+
+    /// The queue file of the lock at `lock`.
+    pub(super) fn queue_path(&self, lock: &Path) -> PathBuf {
+        let mut path = self.fence_path(lock).into_os_string();
+        path.push(".queue");
+        PathBuf::from(path)
+    }
+
+    /// True if acquisitions are queued (or passing the turnstile) for the lock at `lock`.
+    pub(super) fn has_waiters(&self, lock: &Path) -> Result<bool> {
+        let path = self.queue_path(lock);
+        let mut probes = self.probes.lock().unwrap();
+        if !probes.contains_key(&path) {
+            probes.insert(path.clone(), open(&path)?);
+        }
+        oslock::is_locked(&probes[&path]).map_err(|e| io_error("testing", &path, e))
     }
 
     fn fence_path(&self, lock: &Path) -> PathBuf {
@@ -145,6 +173,19 @@ impl LockFiles {
             .and_then(unhex)
             .map(Id::from))
     }
+}
+
+/// Waits for the lock at `lock` in turn: behind the acquisitions already queued, then queued
+/// itself until the kernel grants the lock. Blocks the calling thread; returns the locked file.
+pub(super) fn wait_in_turn(queue: &Path, lock: &Path, kind: Kind) -> Result<File> {
+    let turn = open(queue)?;
+    let waited = oslock::lock_wait(&turn, Kind::Exclusive)
+        .and_then(|_| oslock::unlock(&turn))
+        .and_then(|_| oslock::lock_wait(&turn, Kind::Shared));
+    waited.map_err(|e| io_error("queueing on", queue, e))?;
+    let file = open(lock)?;
+    oslock::lock_wait(&file, kind).map_err(|e| io_error("locking", lock, e))?;
+    Ok(file) // dropping `turn` leaves the queue
 }
 
 fn bump(file: &File, len: &mut u64, kind: Kind, owner: &Id, path: &Path) -> Result<FencingToken> {

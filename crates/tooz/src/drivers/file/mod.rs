@@ -19,7 +19,8 @@
 //! Python tooz, exclude the threads of one process from each other, and the kernel frees them
 //! the moment their process dies. A blocked acquire waits in the kernel (`F_OFD_SETLKW`) on a
 //! blocking thread; if its caller gives up first, the thread releases the lock as soon as the
-//! kernel grants it. Lock names must be UTF-8 relative paths inside D (as in tooz). A lock
+//! kernel grants it. Waiters queue (see `locks`), so a process releasing and re-acquiring in a
+//! loop does not starve the others. Lock names must be UTF-8 relative paths inside D (as in tooz). A lock
 //! cannot be broken by another process: `break_lock` is not implemented.
 //!
 //! Membership is timeout-based, as in tooz: a member whose file was not touched for
@@ -573,6 +574,9 @@ impl Driver for FileDriver {
 
     async fn lock_try_acquire(&self, req: &LockRequest) -> Result<Option<FencingToken>> {
         let path = self.lock_path(&req.name)?;
+        if self.lock_files.has_waiters(&path)? {
+            return Ok(None); // never ahead of those already waiting
+        }
         let file = self.lock_files.take(&path)?;
         let locked = oslock::try_lock(&file, kind_of(req.mode))
             .map_err(|e| io_error("locking", &path, e))?;
@@ -593,14 +597,11 @@ impl Driver for FileDriver {
         }
         let path = self.lock_path(&req.name)?;
         let kind = kind_of(req.mode);
-        let waiting_on = path.clone();
+        let (queue, waiting_on) = (self.lock_files.queue_path(&path), path.clone());
         // If this future is dropped or times out, the thread's File is dropped when it gets
         // the lock, which closes it and so releases the lock at once.
-        let mut wait = tokio::task::spawn_blocking(move || {
-            let file = locks::open(&waiting_on)?;
-            oslock::lock_wait(&file, kind).map_err(|e| io_error("locking", &waiting_on, e))?;
-            Ok::<File, Error>(file)
-        });
+        let mut wait =
+            tokio::task::spawn_blocking(move || locks::wait_in_turn(&queue, &waiting_on, kind));
         let joined = match deadline {
             Some(deadline) => match tokio::time::timeout_at(deadline, &mut wait).await {
                 Ok(joined) => joined,
