@@ -4,6 +4,21 @@ use serde_json::{json, Value};
 use tooz::drivers::{Availability, DriverEntry};
 use tooz::WatchKind;
 
+use crate::cli::Global;
+use crate::exit::Outcome;
+use crate::output;
+
+/// Runs `tooz drivers`.
+pub fn run(global: &Global) -> Outcome {
+    let entries = tooz::drivers::registry();
+    if global.json {
+        output::json(&json(&entries))?;
+    } else {
+        output::print(&table(&entries))?;
+    }
+    Ok(0)
+}
+
 fn availability(entry: &DriverEntry) -> &'static str {
     match entry.availability {
         Availability::Available => "available",

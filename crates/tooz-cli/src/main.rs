@@ -1,40 +1,177 @@
-//! The `tooz` command.
+//! The `tooz` command: locks, elections, groups and partitions from the shell.
+//!
+//! One module per command family (`lock`, `elect`, `group`, `partition`, `drivers`,
+//! `manual`), with `cli` (the clap definitions), `connect` (URL, member, coordinator),
+//! `child` (running and supervising CMD), `output` (terminal, JSON, spinner) and `exit`
+//! (statuses).
 
+// The doc comments of `cli` are the `--help` text, written for a terminal, not for rustdoc.
+#![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
+
+mod child;
+mod cli;
+mod connect;
 mod drivers;
+mod elect;
+mod exit;
+mod group;
+mod lock;
+mod manual;
+mod output;
+mod partition;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 
-/// Distributed coordination from the shell: locks, elections, groups, partitions.
-#[derive(Parser)]
-#[command(name = "tooz", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// List every driver: scheme, aliases, availability, characteristics, supported API.
-    Drivers {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-}
+use crate::cli::{Cli, Command, GroupCommand};
+use crate::exit::{Failure, Outcome};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Drivers { json } => {
-            let entries = tooz::drivers::registry();
-            if json {
-                println!("{}", drivers::json(&entries));
-            } else {
-                print!("{}", drivers::table(&entries));
+    output::quiet_panics();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(error) => return ExitCode::from(usage_error(error, &args)),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            output::error_line(&format!("cannot start: {error}"));
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    let outcome = runtime.block_on(run(&cli));
+    // A lock wait may still sit in a blocking thread (the kernel frees it as we exit).
+    runtime.shutdown_background();
+    let status = match outcome {
+        Ok(status) => status,
+        Err(failure) => {
+            if !failure.message.is_empty() {
+                output::error_line(&failure.message);
             }
+            failure.status
+        }
+    };
+    ExitCode::from(status)
+}
+
+/// True for the commands that wrap CMD, whose own failures use status 125.
+fn wraps_cmd(command: &Command) -> bool {
+    match command {
+        Command::Lock(_) | Command::Elect(_) => true,
+        Command::Group(GroupCommand::Join(args)) => !args.command.is_empty(),
+        _ => false,
+    }
+}
+
+async fn run(cli: &Cli) -> Outcome {
+    let global = &cli.global;
+    let outcome = match &cli.command {
+        Command::Lock(args) => lock::run(global, args).await,
+        Command::Elect(args) => elect::run(global, args).await,
+        Command::Group(command) => group::run(global, command).await,
+        Command::Leader { group } => elect::leader(global, group).await,
+        Command::Partition(args) => partition::run(global, args).await,
+        Command::Drivers => drivers::run(global),
+        Command::Completions { shell } => manual::completions(*shell),
+        Command::Man { command } => manual::man(command),
+    };
+    match outcome {
+        Err(failure) if failure.status == exit::FAILURE && wraps_cmd(&cli.command) => {
+            Err(Failure {
+                status: exit::WRAPPER_FAILURE,
+                ..failure
+            })
+        }
+        other => other,
+    }
+}
+
+/// Reports a command-line error in one line (`tooz: <what> (see 'tooz lock --help')`) and
+/// returns its status; help and version requests print as usual.
+fn usage_error(error: clap::Error, args: &[OsString]) -> u8 {
+    match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = error.print();
+            return 0;
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = error.print();
+            return exit::USAGE;
+        }
+        _ => {}
+    }
+    output::error_line(&one_line(&error.render().to_string(), args));
+    exit::USAGE
+}
+
+/// The first paragraph of a clap error, without its `error:` prefix, followed by where to
+/// find help.
+fn one_line(rendered: &str, args: &[OsString]) -> String {
+    let what = rendered.split("\n\n").next().unwrap_or(rendered).trim();
+    let what = what.strip_prefix("error:").unwrap_or(what).trim();
+    let what = what.split_whitespace().collect::<Vec<_>>().join(" ");
+    format!("{what} (see '{} --help')", command_path(args).join(" "))
+}
+
+/// The subcommands named in `args` (`tooz group join`), as far as they are known.
+fn command_path(args: &[OsString]) -> Vec<String> {
+    let root = Cli::command();
+    let mut path = vec![root.get_name().to_string()];
+    let mut current = &root;
+    let mut words = args.iter().skip(1).map(|a| a.to_string_lossy());
+    while let Some(word) = words.next() {
+        if word == "--" {
+            break;
+        }
+        if let Some(long) = word.strip_prefix("--") {
+            let takes_value = !long.contains('=')
+                && current
+                    .get_arguments()
+                    .chain(root.get_arguments())
+                    .any(|a| a.get_long() == Some(long) && a.get_action().takes_values());
+            if takes_value {
+                words.next();
+            }
+        } else if let Some(sub) = current.find_subcommand(word.as_ref()) {
+            path.push(sub.get_name().to_string());
+            current = sub;
         }
     }
-    ExitCode::SUCCESS
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(args: &[&str]) -> String {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        let error = Cli::try_parse_from(&args).unwrap_err();
+        one_line(&error.render().to_string(), &args)
+    }
+
+    #[test]
+    fn usage_errors_are_one_line_naming_the_option() {
+        let line = error_of(&["tooz", "lock", "x", "--timeout", "abc", "--", "true"]);
+        assert!(line.contains("--timeout"), "{line}");
+        assert!(line.contains("'tooz lock --help'"), "{line}");
+        assert!(!line.contains('\n'));
+        let line = error_of(&["tooz", "lock", "x", "--frobnicate", "--", "true"]);
+        assert!(line.contains("--frobnicate"), "{line}");
+        let line = error_of(&["tooz", "lock", "x"]);
+        assert!(line.contains("CMD"), "{line}");
+        let line = error_of(&["tooz", "frobnicate"]);
+        assert!(line.contains("frobnicate"), "{line}");
+        let line = error_of(&[
+            "tooz", "--member", "lock", "group", "join", "g", "--weight", "x",
+        ]);
+        assert!(line.contains("'tooz group join --help'"), "{line}");
+    }
 }

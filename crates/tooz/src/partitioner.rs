@@ -3,7 +3,7 @@
 //! Placement is Python tooz's: the same members, weights (the `weight` capability), number of
 //! partitions and object-to-bytes rule give the same owners in Rust and Python processes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
@@ -105,8 +105,9 @@ fn python_bytes_repr(bytes: &[u8]) -> String {
     out
 }
 
-/// The weight a member declared in its capabilities (`{"weight": n}`), 1 otherwise.
-fn weight_of(caps: &Capabilities) -> u32 {
+/// The weight a member declared in its capabilities (`{"weight": n}`), 1 otherwise, as
+/// Python tooz's partitioner reads it.
+pub fn member_weight(caps: &Capabilities) -> u32 {
     caps.get("weight")
         .and_then(Value::as_u64)
         .and_then(|w| u32::try_from(w).ok())
@@ -123,6 +124,20 @@ pub struct PartitionView {
 }
 
 impl PartitionView {
+    /// The ring the partitioner builds for `members` (weights from their capabilities, tooz's
+    /// placement), as seen by the member `me`.
+    pub fn from_members(members: &BTreeMap<Id, Capabilities>, partitions: u32, me: Id) -> Self {
+        let mut ring = HashRing::with_partitions(Vec::<Vec<u8>>::new(), partitions);
+        for (member, caps) in members {
+            ring.add_node(member.as_bytes(), member_weight(caps));
+        }
+        PartitionView {
+            epoch: 0,
+            ring: Arc::new(ring),
+            me,
+        }
+    }
+
     /// The members owning `object` (`replicas` of them, skipping `ignore`).
     pub fn members_for_object(
         &self,
@@ -183,16 +198,9 @@ pub struct Partitioner {
 impl Partitioner {
     pub(crate) async fn start(coord: Coordinator, group: Id, partitions: u32) -> Result<Self> {
         let mut events = coord.watch_group(group.clone()).await?;
-        let mut ring = HashRing::with_partitions(Vec::<Vec<u8>>::new(), partitions);
-        for (member, caps) in coord.get_members_with_capabilities(group.clone()).await? {
-            ring.add_node(member.as_bytes(), weight_of(&caps));
-        }
+        let members = coord.get_members_with_capabilities(group.clone()).await?;
         let me = coord.member_id().clone();
-        let (tx, view) = watch::channel(PartitionView {
-            epoch: 0,
-            ring: Arc::new(ring),
-            me,
-        });
+        let (tx, view) = watch::channel(PartitionView::from_members(&members, partitions, me));
         let (c, g) = (coord.clone(), group.clone());
         let task = tokio::spawn(async move {
             while let Some(event) = events.next().await {
@@ -201,7 +209,7 @@ impl Partitioner {
                     GroupEvent::Joined { member, .. } => {
                         match c.get_member_capabilities(g.clone(), member.clone()).await {
                             Ok(caps) if !ring.contains_node(member.as_bytes()) => {
-                                ring.add_node(member.as_bytes(), weight_of(&caps));
+                                ring.add_node(member.as_bytes(), member_weight(&caps));
                                 true
                             }
                             _ => false,
@@ -378,8 +386,8 @@ mod tests {
     #[test]
     fn weights_come_from_capabilities() {
         let caps = Capabilities::from(Value::Map(vec![("weight".into(), 5.into())]));
-        assert_eq!(weight_of(&caps), 5);
-        assert_eq!(weight_of(&Capabilities::none()), 1);
-        assert_eq!(weight_of(&Capabilities::from(b"x")), 1);
+        assert_eq!(member_weight(&caps), 5);
+        assert_eq!(member_weight(&Capabilities::none()), 1);
+        assert_eq!(member_weight(&Capabilities::from(b"x")), 1);
     }
 }

@@ -1,0 +1,338 @@
+//! The command line, as clap definitions: the single source of `--help`, the completions and
+//! the man pages.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::exit;
+
+/// Distributed coordination from the shell: locks, elections, groups, partitions.
+///
+/// Every command talks to the backend named by --url (or TOOZ_URL). Without one, tooz uses the
+/// file driver in the user's runtime directory ($XDG_RUNTIME_DIR/tooz, or <tmp>/tooz-<uid>),
+/// which coordinates the processes of this host with no server.
+#[derive(Debug, Parser)]
+#[command(name = "tooz", version, about, long_about, after_long_help = exit::STATUS_HELP)]
+pub struct Cli {
+    /// Options every command accepts.
+    #[command(flatten)]
+    pub global: Global,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Backend URL, e.g. file:///run/lock/tooz or zake:// [default: file driver in the user's
+    /// runtime dir]
+    #[arg(
+        long,
+        global = true,
+        env = "TOOZ_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub url: Option<String>,
+
+    /// Member id of this process [default: <hostname>-<pid>]
+    #[arg(
+        long,
+        global = true,
+        env = "TOOZ_MEMBER",
+        hide_env_values = true,
+        value_name = "ID",
+        value_parser = non_empty
+    )]
+    pub member: Option<String>,
+
+    /// Machine-readable JSON on stdout (JSON Lines for streams); commands running CMD leave
+    /// stdout to it
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run CMD while holding a lock (like flock(1))
+    ///
+    /// CMD runs in its own process group with TOOZ_LOCK_NAME and TOOZ_FENCING_TOKEN in its
+    /// environment; the token strictly increases with every acquisition of NAME. tooz exits
+    /// with CMD's status (128+N if CMD died of signal N). SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+    /// SIGUSR1 and SIGUSR2 sent to tooz are forwarded to CMD's process group. The lock is
+    /// released when CMD ends, whatever the cause. If the lock is lost while CMD runs (its
+    /// session ended, it expired or was broken), or CMD outlives --max-hold, tooz sends CMD
+    /// SIGTERM, then SIGKILL after --kill-after, and exits with status 76. If tooz itself is
+    /// killed, CMD gets SIGKILL (on Linux): the lock is gone with tooz. CMD's stdout is its own:
+    /// tooz writes only to stderr.
+    #[command(after_long_help = exit::STATUS_HELP, allow_negative_numbers = true)]
+    Lock(LockArgs),
+
+    /// Run CMD only while leader of GROUP
+    ///
+    /// Campaigns for the leadership of GROUP, then runs CMD with TOOZ_GROUP, TOOZ_MEMBER,
+    /// TOOZ_LEADER_TERM and TOOZ_FENCING_TOKEN (both the term, which increases with every new
+    /// leader) in its environment. Exit statuses, signals and loss handling are those of
+    /// `tooz lock`; the leadership is given up when CMD ends.
+    #[command(after_long_help = exit::STATUS_HELP, allow_negative_numbers = true)]
+    Elect(ElectArgs),
+
+    /// Group membership: list, create, delete, members, join, leave, watch
+    #[command(subcommand)]
+    Group(GroupCommand),
+
+    /// Print the current leader of GROUP (nothing if there is none)
+    Leader {
+        /// The group.
+        group: String,
+    },
+
+    /// Print the members owning KEY among GROUP's current members
+    ///
+    /// Uses Python tooz's placement: a consistent hash ring with 32 points per unit of weight
+    /// (a member's weight is its `weight` capability, 1 otherwise), KEY hashed as its UTF-8
+    /// bytes. Any process computing it over the same members gets the same owners.
+    Partition(PartitionArgs),
+
+    /// List the drivers: scheme, aliases, availability, characteristics, supported API
+    Drivers,
+
+    /// Print a shell completion script
+    ///
+    /// bash: tooz completions bash > ~/.local/share/bash-completion/completions/tooz
+    /// zsh: tooz completions zsh > "${fpath[1]}/_tooz"
+    /// fish: tooz completions fish > ~/.config/fish/completions/tooz.fish
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+
+    /// Print a man page (roff), for tooz or one of its commands
+    ///
+    /// tooz man | man -l -     or     tooz man lock > tooz-lock.1
+    Man {
+        /// The command whose page to print, e.g. `lock` or `group join` [default: tooz itself]
+        command: Vec<String>,
+    },
+}
+
+/// How long to wait for a lock or leadership.
+#[derive(Debug, Args)]
+pub struct Wait {
+    /// Give up after S seconds (also 250ms, 2m, 1h) with status 75
+    #[arg(long, value_name = "S", value_parser = duration)]
+    pub timeout: Option<Duration>,
+}
+
+/// What to do with CMD when the lock goes.
+#[derive(Debug, Args)]
+pub struct Hold {
+    /// After SIGTERM, wait S seconds for CMD to end before SIGKILL
+    #[arg(long, value_name = "S", value_parser = duration, default_value = "5")]
+    pub kill_after: Duration,
+
+    /// Stop CMD (SIGTERM, then SIGKILL) and exit 76 if it still runs after S seconds
+    #[arg(long, value_name = "S", value_parser = positive_duration)]
+    pub max_hold: Option<Duration>,
+}
+
+/// `tooz lock`.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// The lock name (with the file driver: a relative path inside its directory)
+    pub name: String,
+
+    /// How long to wait.
+    #[command(flatten)]
+    pub wait: Wait,
+
+    /// Fail at once with status 75 if the lock is held
+    #[arg(long, conflicts_with = "timeout")]
+    pub no_wait: bool,
+
+    /// Lifetime of the lock if tooz stops renewing it, for drivers whose locks expire (sent as
+    /// the URL option lock_timeout); ignored by drivers whose locks end with their holder's
+    /// process or session (file, zake)
+    #[arg(long, value_name = "S", value_parser = positive_duration)]
+    pub ttl: Option<Duration>,
+
+    /// What to do with CMD when the lock goes.
+    #[command(flatten)]
+    pub hold: Hold,
+
+    /// The command to run, after `--`
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+/// `tooz elect`.
+#[derive(Debug, Args)]
+pub struct ElectArgs {
+    /// The group to lead.
+    pub group: String,
+
+    /// How long to wait.
+    #[command(flatten)]
+    pub wait: Wait,
+
+    /// What to do with CMD when the leadership goes.
+    #[command(flatten)]
+    pub hold: Hold,
+
+    /// The command to run while leader, after `--`
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+/// `tooz partition`.
+#[derive(Debug, Args)]
+pub struct PartitionArgs {
+    /// The group whose members share the keys.
+    pub group: String,
+    /// The key to place.
+    pub key: String,
+    /// How many distinct owners to return
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub replicas: u32,
+    /// Leave this member out (repeatable), as when it is draining
+    #[arg(long, value_name = "MEMBER")]
+    pub ignore: Vec<String>,
+}
+
+/// `tooz group ...`.
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// List the groups
+    List,
+    /// Create a group
+    Create {
+        /// The group.
+        group: String,
+    },
+    /// Delete a group that has no members
+    Delete {
+        /// The group.
+        group: String,
+    },
+    /// List a group's members
+    Members {
+        /// The group.
+        group: String,
+        /// Show each member's capabilities too
+        #[arg(long)]
+        caps: bool,
+    },
+    /// Join a group (creating it if needed) while CMD runs, or until interrupted
+    ///
+    /// The membership lasts as long as this process: while CMD runs (with TOOZ_GROUP and
+    /// TOOZ_MEMBER in its environment; signals and exit status as for `tooz lock`), or without
+    /// CMD until SIGINT, SIGTERM or SIGHUP. It is left on exit.
+    Join(JoinArgs),
+    /// Remove a member from a group (e.g. one left behind by a crashed process)
+    ///
+    /// Needs --member: the member to remove.
+    Leave {
+        /// The group.
+        group: String,
+    },
+    /// Print joins and leaves as they happen, until interrupted
+    ///
+    /// With --json, the first line is {"event":"watching","group":...,"members":[...]} with the
+    /// members at the start, then one {"event":"joined"|"left",...} line per change.
+    Watch {
+        /// The group.
+        group: String,
+    },
+}
+
+/// `tooz group join`.
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// The group.
+    pub group: String,
+
+    /// Capabilities as text
+    #[arg(long, value_name = "TEXT", group = "capabilities")]
+    pub caps: Option<String>,
+
+    /// Capabilities as JSON, stored as the matching msgpack value (e.g. '{"zone":"a"}')
+    #[arg(long, value_name = "JSON", group = "capabilities", value_parser = json_value)]
+    pub caps_json: Option<serde_json::Value>,
+
+    /// Capabilities {"weight": N}: this member's share in `tooz partition`
+    #[arg(long, value_name = "N", group = "capabilities")]
+    pub weight: Option<u32>,
+
+    /// If the membership is lost while CMD runs: after SIGTERM, wait S seconds before SIGKILL
+    #[arg(long, value_name = "S", value_parser = duration, default_value = "5")]
+    pub kill_after: Duration,
+
+    /// The command to run while a member, after `--`
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+fn non_empty(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(text.to_string())
+    }
+}
+
+fn json_value(text: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))
+}
+
+/// Parses `5`, `0.5`, `250ms`, `2s`, `1m` or `1h` (zero allowed).
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, scale) = [("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)]
+        .iter()
+        .find_map(|(unit, scale)| text.strip_suffix(unit).map(|n| (n, *scale)))
+        .unwrap_or((text, 1.0));
+    let expected =
+        || format!("`{text}` is not a duration (expected seconds, e.g. 5, 0.5, 250ms, 2m)");
+    let value: f64 = number.trim().parse().map_err(|_| expected())?;
+    let seconds = value * scale;
+    if !(0.0..=1e9).contains(&seconds) {
+        return Err(expected());
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match duration(text)? {
+        d if d.is_zero() => Err("must be more than zero".into()),
+        d => Ok(d),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(duration("0"), Ok(Duration::ZERO));
+        for bad in ["", "-1", "abc", "5x", "nan", "inf"] {
+            assert!(duration(bad).is_err(), "{bad}");
+        }
+        assert!(positive_duration("0").is_err());
+    }
+}

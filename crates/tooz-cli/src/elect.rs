@@ -1,0 +1,105 @@
+//! `tooz elect GROUP -- CMD...`: run CMD only while leader, and `tooz leader GROUP`.
+
+use serde_json::json;
+use tooz::{Coordinator, Leadership};
+
+use crate::child::{self, Signals};
+use crate::cli::{ElectArgs, Global, Hold};
+use crate::connect;
+use crate::exit::{self, Failure, Outcome};
+use crate::lock::{interrupted, max_hold};
+use crate::output::{self, Spinner, Style};
+
+/// Runs `tooz elect`.
+pub async fn run(global: &Global, args: &ElectArgs) -> Outcome {
+    let coord = connect::coordinator(global).await?;
+    let result = elected(&coord, args).await;
+    connect::stop(&coord).await;
+    result
+}
+
+async fn elected(coord: &Coordinator, args: &ElectArgs) -> Outcome {
+    let mut signals = Signals::forwarded()?;
+    let group = args.group.as_str();
+    let waiting_for = format!("the leadership of {group}");
+    let leadership = tokio::select! {
+        leadership = campaign(coord, args) => leadership?,
+        sig = signals.recv() => return Err(interrupted(sig, &waiting_for)),
+    };
+    let term = leadership.term().to_string();
+    let env = [
+        ("TOOZ_GROUP", group.to_string()),
+        ("TOOZ_MEMBER", coord.member_id().to_string()),
+        ("TOOZ_LEADER_TERM", term.clone()),
+        ("TOOZ_FENCING_TOKEN", term),
+    ];
+    let lost = lost(&leadership, group, &args.hold);
+    let ended = child::run(
+        &args.command,
+        &env,
+        args.hold.kill_after,
+        lost,
+        &mut signals,
+    )
+    .await;
+    let lost_late = leadership.lost_reason();
+    if let Err(error) = leadership.resign().await {
+        output::error_line(&format!("resigning the leadership of {group}: {error}"));
+    }
+    match (ended?, lost_late) {
+        (child::Ended::Finished(_), Some(reason)) => Err(Failure::new(
+            exit::LOST,
+            format!("leadership of {group} lost ({reason}) as CMD ended"),
+        )),
+        (ended, _) => ended.outcome(),
+    }
+}
+
+async fn campaign(coord: &Coordinator, args: &ElectArgs) -> Result<Leadership, Failure> {
+    let group = args.group.as_str();
+    let leader = match coord.get_leader(group).await {
+        Ok(Some(leader)) => format!(" (leader: {leader})"),
+        Ok(None) => String::new(),
+        Err(error) => return Err(error.into()),
+    };
+    let _spinner = Spinner::start(format!("waiting to lead {group}{leader}"));
+    match args.wait.timeout {
+        None => Ok(coord.campaign(group).await?),
+        Some(timeout) => match tokio::time::timeout(timeout, coord.campaign(group)).await {
+            Ok(leadership) => Ok(leadership?),
+            Err(_) => Err(Failure::new(
+                exit::BUSY,
+                format!(
+                    "not leader of {group} after --timeout {}{leader}",
+                    output::seconds(timeout)
+                ),
+            )),
+        },
+    }
+}
+
+async fn lost(leadership: &Leadership, group: &str, hold: &Hold) -> String {
+    tokio::select! {
+        reason = leadership.lost() => format!("leadership of {group} lost: {reason}"),
+        held = max_hold(hold.max_hold) => format!(
+            "leader of {group} longer than --max-hold {}",
+            output::seconds(held)
+        ),
+    }
+}
+
+/// Runs `tooz leader GROUP`.
+pub async fn leader(global: &Global, group: &str) -> Outcome {
+    let coord = connect::coordinator(global).await?;
+    let leader = coord.get_leader(group).await;
+    connect::stop(&coord).await;
+    let leader = leader?.map(|id| id.to_string());
+    if global.json {
+        output::json(&json!({ "group": group, "leader": leader }))?;
+    } else if let Some(leader) = leader {
+        output::print(&format!("{leader}\n"))?;
+    } else if output::is_tty(libc::STDOUT_FILENO) {
+        output::print(&format!("{}\n", Style::stdout().dim("(no leader)")))?;
+    }
+    Ok(0)
+}

@@ -1,0 +1,223 @@
+//! Errors, defaults, completions, man pages and `tooz drivers` with the real binary.
+
+mod common;
+
+use common::{stderr_of, Env};
+use predicates::prelude::PredicateBooleanExt;
+use predicates::str::contains;
+
+/// Runs and checks that stderr is one `tooz: ` line containing `needle`; returns the status.
+fn one_line_error(cmd: &mut assert_cmd::Command, needle: &str) -> i32 {
+    let out = cmd.output().unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(err.lines().count(), 1, "not one line: {err}");
+    assert!(err.starts_with("tooz: "), "{err}");
+    assert!(err.contains(needle), "{needle} missing: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+    out.status.code().unwrap()
+}
+
+#[test]
+fn bad_urls_are_one_line() {
+    let env = Env::new();
+    let status = one_line_error(
+        env.tooz().args(["--url", "nope://x", "group", "list"]),
+        "unknown URL scheme `nope`",
+    );
+    assert_eq!(status, 1);
+    let bogus = format!("{}?bogus=1", env.url);
+    let status = one_line_error(
+        env.tooz().args(["--url", &bogus, "group", "list"]),
+        "unknown option `bogus`",
+    );
+    assert_eq!(status, 1);
+    let bad_value = format!("{}?timeout=soon", env.url);
+    let status = one_line_error(
+        env.tooz().args(["--url", &bad_value, "group", "list"]),
+        "`timeout`",
+    );
+    assert_eq!(status, 1);
+    let status = one_line_error(
+        env.tooz().args(["--url", "not a url", "group", "list"]),
+        "invalid URL",
+    );
+    assert_eq!(status, 1);
+    // Wrapping CMD, tooz's own failures are 125, so they cannot pass for CMD's.
+    let status = one_line_error(
+        env.tooz()
+            .args(["--url", "nope://x", "lock", "a", "--", "true"]),
+        "nope",
+    );
+    assert_eq!(status, 125);
+    // TOOZ_URL is read too.
+    let status = one_line_error(
+        env.tooz()
+            .env("TOOZ_URL", "nope://y")
+            .args(["group", "list"]),
+        "nope",
+    );
+    assert_eq!(status, 1);
+}
+
+#[test]
+fn bad_options_are_one_line_naming_the_option() {
+    let env = Env::new();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["lock", "x", "--timeout", "abc", "--", "true"],
+            "--timeout",
+        ),
+        (&["lock", "x", "--frobnicate", "--", "true"], "--frobnicate"),
+        (
+            &["lock", "x", "--no-wait", "--timeout", "1", "--", "true"],
+            "--no-wait",
+        ),
+        (&["lock", "x", "--ttl", "0", "--", "true"], "--ttl"),
+        (&["lock", "x"], "<CMD>"),
+        (
+            &["elect", "g", "--kill-after", "-1", "--", "true"],
+            "--kill-after",
+        ),
+        (&["partition", "g", "k", "--replicas", "0"], "--replicas"),
+        (
+            &["group", "join", "g", "--caps-json", "{oops"],
+            "--caps-json",
+        ),
+        (
+            &["group", "join", "g", "--caps", "a", "--weight", "2"],
+            "--weight",
+        ),
+        (&["completions", "tcsh"], "tcsh"),
+        (&["frobnicate"], "frobnicate"),
+    ];
+    for (args, needle) in cases {
+        let status = one_line_error(env.tooz().args(*args), needle);
+        assert_eq!(status, 2, "{args:?}");
+    }
+    // The hint names the subcommand.
+    env.tooz()
+        .args(["group", "members"])
+        .assert()
+        .code(2)
+        .stderr(contains("(see 'tooz group members --help')"));
+    let url = format!("{}?lock_timeout=3", env.url);
+    let status = one_line_error(
+        env.tooz()
+            .args(["--url", &url, "lock", "x", "--ttl", "5", "--", "true"]),
+        "--ttl",
+    );
+    assert_eq!(status, 2);
+}
+
+#[test]
+fn the_default_url_is_the_runtime_dir() {
+    let env = Env::new();
+    let runtime = env.path("runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    env.tooz()
+        .env_remove("TOOZ_URL")
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .args(["group", "create", "here"])
+        .assert()
+        .success();
+    assert!(runtime.join("tooz").join("groups").is_dir());
+    env.tooz()
+        .env_remove("TOOZ_URL")
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .args(["group", "list"])
+        .assert()
+        .success()
+        .stdout("here\n");
+    // The member id defaults to <hostname>-<pid>.
+    let out = env
+        .tooz()
+        .args([
+            "lock",
+            "m",
+            "--",
+            "sh",
+            "-c",
+            r#""$TOOZ_BIN" lock m --no-wait -- true"#,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(75));
+    let err = stderr_of(&out);
+    let holder = err
+        .strip_prefix("tooz: lock m is held (by ")
+        .and_then(|rest| rest.strip_suffix(")\n"))
+        .unwrap_or_else(|| panic!("{err}"));
+    let (host, pid) = holder.rsplit_once('-').unwrap();
+    assert!(!host.is_empty() && pid.parse::<u32>().is_ok(), "{holder}");
+}
+
+#[test]
+fn ttl_is_accepted() {
+    let env = Env::new();
+    env.tooz()
+        .args(["lock", "t", "--ttl", "30", "--", "true"])
+        .assert()
+        .success();
+    env.tooz()
+        .args(["--url", "zake://", "lock", "t", "--ttl", "30"])
+        .args(["--", "sh", "-c", "test \"$TOOZ_FENCING_TOKEN\" = 1"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn completions_and_man_pages() {
+    let env = Env::new();
+    env.tooz()
+        .args(["completions", "bash"])
+        .assert()
+        .success()
+        .stdout(contains("_tooz()").and(contains("--kill-after")));
+    env.tooz()
+        .args(["completions", "zsh"])
+        .assert()
+        .success()
+        .stdout(contains("#compdef tooz"));
+    env.tooz()
+        .args(["completions", "fish"])
+        .assert()
+        .success()
+        .stdout(contains("complete -c tooz"));
+    env.tooz().arg("man").assert().success().stdout(
+        contains(".TH tooz")
+            .and(contains("EXIT STATUS"))
+            .and(contains("75")),
+    );
+    env.tooz()
+        .args(["man", "lock"])
+        .assert()
+        .success()
+        .stdout(contains(".TH tooz-lock").and(contains("TOOZ_FENCING_TOKEN")));
+    env.tooz()
+        .args(["man", "group", "watch"])
+        .assert()
+        .success()
+        .stdout(contains("tooz-group-watch"));
+    env.tooz().args(["man", "nope"]).assert().code(2);
+}
+
+#[test]
+fn drivers_table_and_json() {
+    let env = Env::new();
+    env.tooz()
+        .arg("drivers")
+        .assert()
+        .success()
+        .stdout(contains("file").and(contains("zake, memory")));
+    let out = env.tooz().args(["drivers", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let drivers: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(drivers
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["scheme"] == "file" && d["availability"] == "available"));
+}

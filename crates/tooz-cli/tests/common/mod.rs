@@ -1,0 +1,125 @@
+//! Helpers for running the real `tooz` binary against a `file://` directory of its own.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The path of the binary under test.
+pub const TOOZ: &str = env!("CARGO_BIN_EXE_tooz");
+
+/// A scratch directory with a `file://` URL into it.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().join("coord").display());
+        Env { dir, url }
+    }
+
+    /// A path in the scratch directory (outside the driver's own directory).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `tooz` with TOOZ_URL set and a clean environment for the rest, run to completion.
+    pub fn tooz(&self) -> assert_cmd::Command {
+        let mut std = std::process::Command::new(TOOZ);
+        self.prepare(&mut std);
+        let mut cmd = assert_cmd::Command::from_std(std);
+        cmd.timeout(Duration::from_secs(60));
+        cmd
+    }
+
+    /// `tooz` as a background process.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        let mut cmd = std::process::Command::new(TOOZ);
+        self.prepare(&mut cmd);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn prepare(&self, cmd: &mut std::process::Command) {
+        cmd.env("TOOZ_URL", &self.url)
+            .env("TOOZ_BIN", TOOZ)
+            .env("DIR", self.dir.path())
+            .env("NO_COLOR", "1")
+            .env_remove("TOOZ_MEMBER");
+    }
+}
+
+/// Waits until `path` exists (panics after 30 s).
+pub fn wait_for_file(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for `child` to exit (panics after 60 s, killing it) and returns its status code,
+/// or 128+N if it died of signal N.
+pub fn wait_exit(child: &mut Child) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status
+                .code()
+                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("tooz did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends `sig` to a process.
+pub fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: kill has no memory effects.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, sig) }, 0);
+}
+
+/// The lines a child prints on stdout, read in a thread.
+pub fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The next line, within 30 s.
+pub fn next_line(lines: &mpsc::Receiver<String>) -> String {
+    lines
+        .recv_timeout(Duration::from_secs(30))
+        .expect("no line within 30 s")
+}
+
+/// The text a finished assert_cmd run wrote on stderr.
+pub fn stderr_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
