@@ -12,6 +12,8 @@ use crate::url::{DriverUrl, OptionSpec};
 
 #[cfg(feature = "file")]
 pub mod file;
+#[cfg(feature = "ipc")]
+pub mod ipc;
 #[cfg(feature = "zake")]
 pub mod zake;
 
@@ -115,6 +117,15 @@ built_driver!(
     "files and POSIX record locks, one host"
 );
 
+built_driver!(
+    ipc_entry,
+    ipc,
+    "ipc",
+    "ipc",
+    &[],
+    "System V semaphores and shared memory, one host"
+);
+
 /// Every scheme tooz knows, in a stable order.
 pub fn registry() -> Vec<DriverEntry> {
     vec![
@@ -132,12 +143,7 @@ pub fn registry() -> Vec<DriverEntry> {
             "memcached: timeout-based keys",
         ),
         planned("redis", &[], "redis", "Redis, optionally behind Sentinel"),
-        planned(
-            "ipc",
-            &[],
-            "ipc",
-            "System V semaphores and shared memory, one host",
-        ),
+        ipc_entry(),
         file_entry(),
         planned("postgresql", &[], "postgresql", "PostgreSQL advisory locks"),
         planned("mysql", &[], "mysql", "MySQL/MariaDB named locks"),

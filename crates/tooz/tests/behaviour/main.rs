@@ -30,6 +30,9 @@ fn default_urls() -> String {
         let dir = std::env::temp_dir().join(format!("tooz-behaviour-{}", std::process::id()));
         urls.push(format!("file://{}", dir.display()));
     }
+    if cfg!(feature = "ipc") {
+        urls.push("ipc://".into());
+    }
     urls.join(",")
 }
 

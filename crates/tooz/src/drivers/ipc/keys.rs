@@ -64,19 +64,30 @@ mod tests {
                 -466281960937111831,
                 -383009047,
             ),
-            (b"mylock", b"__TOOZ_LOCK_", -6407984013560025251, -1721798819),
+            (
+                b"mylock",
+                b"__TOOZ_LOCK_",
+                -6407984013560025251,
+                -1721798819,
+            ),
         ];
         for (name, project, ftok, key_t) in vectors {
             assert_eq!(python_ftok(name, project), ftok);
             assert_eq!(key(name, project), key_t);
         }
         assert_eq!(key(b"GROUP_LIST", b"_TOOZ_INTERNAL") as u32, 0x482d2f91);
-        assert_eq!(key(b"TOOZ_INTERNAL_LOCK", b"__TOOZ_LOCK_") as u32, 0xe92bbee9);
+        assert_eq!(
+            key(b"TOOZ_INTERNAL_LOCK", b"__TOOZ_LOCK_") as u32,
+            0xe92bbee9
+        );
         assert_eq!(lock_key(b"mylock") as u32, 0x995f6f5d);
     }
 
     #[test]
     fn our_keys_differ_from_pythons() {
-        assert_ne!(key(STATE_NAME, RS_PROJECT), key(GROUP_LIST_NAME, GROUP_PROJECT));
+        assert_ne!(
+            key(STATE_NAME, RS_PROJECT),
+            key(GROUP_LIST_NAME, GROUP_PROJECT)
+        );
     }
 }
