@@ -95,12 +95,21 @@ const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 pub struct DriverUrl {
     url: url::Url,
     query: Vec<(String, String)>,
+    /// Every `host[:port]` of a comma-separated authority (`h1:1,h2:2`); empty otherwise.
+    host_list: Vec<String>,
+    /// The redacted URL as given, when `url` holds only the first host of a list.
+    shown: Option<String>,
 }
 
 impl DriverUrl {
     /// Parses `raw` without checking options (that happens once the driver is known).
+    ///
+    /// An authority may list several hosts separated by commas (`zookeeper://h1:2181,h2:2181`):
+    /// [`DriverUrl::host`] and [`DriverUrl::port`] then answer for the first one and
+    /// [`DriverUrl::hosts`] lists them all.
     pub fn parse(raw: &str) -> Result<Self> {
-        let url = url::Url::parse(raw).map_err(|e| Error::InvalidUrl {
+        let (parsable, host_list) = split_host_list(raw);
+        let url = url::Url::parse(&parsable).map_err(|e| Error::InvalidUrl {
             url: redact_raw(raw),
             reason: e.to_string(),
         })?;
@@ -108,7 +117,26 @@ impl DriverUrl {
             .query_pairs()
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-        Ok(DriverUrl { url, query })
+        let shown = (!host_list.is_empty()).then(|| redact_raw(raw));
+        Ok(DriverUrl {
+            url,
+            query,
+            host_list,
+            shown,
+        })
+    }
+
+    /// Every `host[:port]` of the authority, as written: several for a comma-separated list,
+    /// else the one host (with its port when given), or none.
+    pub fn hosts(&self) -> Vec<String> {
+        if !self.host_list.is_empty() {
+            return self.host_list.clone();
+        }
+        match (self.host(), self.port()) {
+            (Some(host), Some(port)) => vec![format!("{host}:{port}")],
+            (Some(host), None) => vec![host.to_string()],
+            _ => Vec::new(),
+        }
     }
 
     /// The scheme, lower case (e.g. `etcd3+http`).
@@ -262,8 +290,39 @@ pub(crate) fn redact_raw(raw: &str) -> String {
     out
 }
 
+/// Splits a comma-separated host list off the authority of `raw`: returns `raw` keeping only
+/// the first host (so that it parses as a URL) and the list, or `raw` unchanged and no list.
+fn split_host_list(raw: &str) -> (std::borrow::Cow<'_, str>, Vec<String>) {
+    let Some(start) = raw.find("://").map(|i| i + 3) else {
+        return (raw.into(), Vec::new());
+    };
+    let rest = &raw[start..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let host_start = authority.rfind('@').map_or(0, |i| i + 1);
+    let hosts = &authority[host_start..];
+    if !hosts.contains(',') {
+        return (raw.into(), Vec::new());
+    }
+    let list: Vec<String> = hosts
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .map(String::from)
+        .collect();
+    let first = list.first().map(String::as_str).unwrap_or("");
+    let rebuilt = format!(
+        "{}{first}{}",
+        &raw[..start + host_start],
+        &raw[start + end..]
+    );
+    (rebuilt.into(), list)
+}
+
 impl fmt::Display for DriverUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(shown) = &self.shown {
+            return f.write_str(shown);
+        }
         f.write_str(&redact_raw(self.url.as_str()))
     }
 }
@@ -352,6 +411,23 @@ mod tests {
             help: "",
         },
     ];
+
+    #[test]
+    fn host_lists() {
+        let url = DriverUrl::parse("zookeeper://u:pw@h1:2181,h2:2182,[::1]:2183/chroot?timeout=5")
+            .unwrap();
+        assert_eq!(url.hosts(), ["h1:2181", "h2:2182", "[::1]:2183"]);
+        assert_eq!((url.host(), url.port()), (Some("h1"), Some(2181)));
+        assert_eq!(url.path(), "/chroot");
+        assert_eq!(url.password().as_deref(), Some("pw"));
+        assert_eq!(
+            url.to_string(),
+            "zookeeper://u:***@h1:2181,h2:2182,[::1]:2183/chroot?timeout=5"
+        );
+        let one = DriverUrl::parse("zookeeper://h1:2181").unwrap();
+        assert_eq!(one.hosts(), ["h1:2181"]);
+        assert!(DriverUrl::parse("zake://").unwrap().hosts().is_empty());
+    }
 
     #[test]
     fn durations() {

@@ -14,8 +14,12 @@ use crate::url::{DriverUrl, OptionSpec};
 pub mod file;
 #[cfg(feature = "ipc")]
 pub mod ipc;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(feature = "zake")]
 pub mod zake;
+#[cfg(feature = "zookeeper")]
+pub mod zookeeper;
 
 /// Whether a driver can be used in this build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +120,6 @@ built_driver!(
     &[],
     "files and POSIX record locks, one host"
 );
-
 built_driver!(
     ipc_entry,
     ipc,
@@ -126,15 +129,27 @@ built_driver!(
     "System V semaphores and shared memory, one host"
 );
 
+built_driver!(
+    zookeeper_entry,
+    zookeeper,
+    "zookeeper",
+    "zookeeper",
+    &["kazoo"],
+    "Apache ZooKeeper: sessions, ephemeral and sequential nodes"
+);
+built_driver!(
+    redis_entry,
+    redis,
+    "redis",
+    "redis",
+    &["rediss"],
+    "Redis, optionally behind Sentinel"
+);
+
 /// Every scheme tooz knows, in a stable order.
 pub fn registry() -> Vec<DriverEntry> {
     vec![
-        planned(
-            "zookeeper",
-            &["kazoo"],
-            "zookeeper",
-            "Apache ZooKeeper: sessions, ephemeral and sequential nodes",
-        ),
+        zookeeper_entry(),
         zake_entry(),
         planned(
             "memcached",
@@ -142,7 +157,7 @@ pub fn registry() -> Vec<DriverEntry> {
             "memcached",
             "memcached: timeout-based keys",
         ),
-        planned("redis", &[], "redis", "Redis, optionally behind Sentinel"),
+        redis_entry(),
         ipc_entry(),
         file_entry(),
         planned("postgresql", &[], "postgresql", "PostgreSQL advisory locks"),

@@ -1,5 +1,6 @@
 //! The behaviour suite: one set of cases run against every driver URL in `TOOZ_TEST_URLS`
-//! (comma-separated; default: every driver that needs no server), plus those in
+//! (comma-separated, a URL may list several hosts: `zookeeper://h1:2181,h2:2181`; default:
+//! every driver that needs no server), plus those in
 //! `TOOZ_EXTRA_TEST_URLS`. Each case × URL is its own test, named `<case>::<scheme>`.
 //!
 //! A case needing an API part the driver declares unsupported instead checks that the driver
@@ -45,11 +46,8 @@ fn main() {
     if let Ok(extra) = std::env::var("TOOZ_EXTRA_TEST_URLS") {
         urls = format!("{urls},{extra}");
     }
-    let urls: Vec<&str> = urls
-        .split(',')
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .collect();
+    let urls = split_urls(&urls);
+    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
     let mut trials = Vec::new();
     for url in &urls {
         let url = *url;
@@ -70,8 +68,14 @@ fn main() {
             .count()
             > 1
         {
-            if let Some((_, options)) = url.split_once('?') {
-                ctx.scheme = format!("{}[{options}]", ctx.scheme);
+            // Told apart by their options, or by their address when they have none.
+            let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+            let label = match rest.split_once('?') {
+                Some((_, options)) => options,
+                None => rest,
+            };
+            if !label.is_empty() {
+                ctx.scheme = format!("{}[{label}]", ctx.scheme);
             }
         }
         for case in cases::all() {
@@ -79,6 +83,22 @@ fn main() {
         }
     }
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// Splits a comma-separated URL list. A piece without `://` continues the URL before it, so
+/// that URLs listing several hosts (`zookeeper://h1:2181,h2:2181`) stay whole.
+fn split_urls(list: &str) -> Vec<String> {
+    let mut urls: Vec<String> = Vec::new();
+    for piece in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match urls.last_mut() {
+            Some(last) if !piece.contains("://") => {
+                last.push(',');
+                last.push_str(piece);
+            }
+            _ => urls.push(piece.to_string()),
+        }
+    }
+    urls
 }
 
 fn trial(ctx: &Ctx, case: Case) -> Trial {

@@ -1,0 +1,258 @@
+//! The key layout: Python tooz 9's keys, plus a few fixed keys of our own.
+//!
+//! With namespace `N` (default `_tooz`):
+//!
+//! | key | type | written by | content |
+//! |---|---|---|---|
+//! | `N_groups` | set | both | group ids |
+//! | `N_group:G` | hash | both | `__created__` = `1`, then member id → msgpack capabilities |
+//! | `N_beats:M` | string | both | `Not dead!`, expiring after the membership timeout |
+//! | `N_<name>_lock` | string | both | the holder's 32-hex-digit token, expiring after the lock timeout |
+//! | `N_fencing` | hash | us | lock name → acquisition counter |
+//! | `N_holders` | hash | us | lock name → `token sid epoch counter member` of our last holder |
+//! | `N_epoch` | hash | us | `run_id` of the master last seen, `epoch` of the fencing tokens |
+//! | `N_joined` | hash | us | `len(G):G M` → join time (ms since 1970) of our members |
+//!
+//! Every key Python tooz writes is `N_groups`, starts with `N_group:` or `N_beats:`, or ends
+//! with `_lock`; our four fixed keys are none of those, so no name a Python peer picks can make
+//! it write one of them, and no name of ours can make us write one of its keys.
+//!
+//! Pub/sub channels (not keys) of ours: `N_rs:lock:<name>` (a lock was released or broken),
+//! `N_rs:group:<G>` (`J<member>`, `L<member>`, `D`: joined, left, group deleted), and
+//! `N_rs:session:<sid>` (`B<token>`, `E<token>`: this session's acquisition was broken or
+//! taken over after it expired).
+
+use crate::error::{Error, Result};
+use crate::group::Capabilities;
+use crate::id::Id;
+use crate::lock::FencingToken;
+
+/// The field marking that a group exists (tooz's `GROUP_EXISTS`).
+pub(super) const GROUP_EXISTS: &[u8] = b"__created__";
+/// What a beat key holds (tooz's `STILL_ALIVE`).
+pub(super) const STILL_ALIVE: &[u8] = b"Not dead!";
+
+/// Bits of a fencing token that count acquisitions within one epoch.
+pub(super) const COUNTER_BITS: u32 = 22;
+/// Largest counter value before the epoch is bumped.
+pub(super) const COUNTER_LIMIT: u64 = (1 << COUNTER_BITS) - 1;
+/// Epochs count milliseconds from 2020-01-01T00:00:00Z.
+pub(super) const EPOCH_BASE_MS: u64 = 1_577_836_800_000;
+
+/// The keys and channels of one namespace.
+#[derive(Debug, Clone)]
+pub(super) struct Keys {
+    ns: Vec<u8>,
+}
+
+fn join(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+impl Keys {
+    pub fn new(namespace: &[u8]) -> Keys {
+        Keys {
+            ns: namespace.to_vec(),
+        }
+    }
+
+    /// `N_groups`.
+    pub fn groups(&self) -> Vec<u8> {
+        join(&[&self.ns, b"_groups"])
+    }
+
+    /// `N_group:G`.
+    pub fn group(&self, group: &Id) -> Vec<u8> {
+        join(&[&self.ns, b"_group:", group.as_bytes()])
+    }
+
+    /// `N_beats:` (the prefix of every beat key).
+    pub fn beat_prefix(&self) -> Vec<u8> {
+        join(&[&self.ns, b"_beats:"])
+    }
+
+    /// `N_beats:M`.
+    pub fn beat(&self, member: &Id) -> Vec<u8> {
+        join(&[&self.ns, b"_beats:", member.as_bytes()])
+    }
+
+    /// `N_<name>_lock`, as tooz ≥ 9.0 names it.
+    pub fn lock(&self, name: &Id) -> Vec<u8> {
+        join(&[&self.ns, b"_", name.as_bytes(), b"_lock"])
+    }
+
+    /// `N_fencing`.
+    pub fn fencing(&self) -> Vec<u8> {
+        join(&[&self.ns, b"_fencing"])
+    }
+
+    /// `N_holders`.
+    pub fn holders(&self) -> Vec<u8> {
+        join(&[&self.ns, b"_holders"])
+    }
+
+    /// `N_epoch`.
+    pub fn epoch(&self) -> Vec<u8> {
+        join(&[&self.ns, b"_epoch"])
+    }
+
+    /// `N_joined`.
+    pub fn joined(&self) -> Vec<u8> {
+        join(&[&self.ns, b"_joined"])
+    }
+
+    /// The prefix of the `N_joined` fields of `group`: `len(G):G`.
+    pub fn joined_prefix(&self, group: &Id) -> Vec<u8> {
+        join(&[format!("{}:", group.len()).as_bytes(), group.as_bytes()])
+    }
+
+    /// The `N_joined` field of `member` in `group`.
+    pub fn joined_field(&self, group: &Id, member: &Id) -> Vec<u8> {
+        join(&[&self.joined_prefix(group), member.as_bytes()])
+    }
+
+    /// `N_rs:lock:<name>`.
+    pub fn lock_channel(&self, name: &Id) -> Vec<u8> {
+        join(&[&self.ns, b"_rs:lock:", name.as_bytes()])
+    }
+
+    /// `N_rs:group:<G>`.
+    pub fn group_channel(&self, group: &Id) -> Vec<u8> {
+        join(&[&self.ns, b"_rs:group:", group.as_bytes()])
+    }
+
+    /// `N_rs:session:` (followed by a session id).
+    pub fn session_prefix(&self) -> Vec<u8> {
+        join(&[&self.ns, b"_rs:session:"])
+    }
+
+    /// `N_rs:session:<sid>`.
+    pub fn session_channel(&self, sid: &str) -> Vec<u8> {
+        join(&[&self.session_prefix(), sid.as_bytes()])
+    }
+
+    /// The channel prefixes whose messages mean something to us, to tell them apart.
+    pub fn channel_kind<'a>(&self, channel: &'a [u8]) -> Option<(ChannelKind, &'a [u8])> {
+        let rest = channel.strip_prefix(self.ns.as_slice())?;
+        let rest = rest.strip_prefix(b"_rs:".as_slice())?;
+        for (prefix, kind) in [
+            (&b"lock:"[..], ChannelKind::Lock),
+            (&b"group:"[..], ChannelKind::Group),
+            (&b"session:"[..], ChannelKind::Session),
+        ] {
+            if let Some(name) = rest.strip_prefix(prefix) {
+                return Some((kind, name));
+            }
+        }
+        None
+    }
+}
+
+/// What a channel of ours is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ChannelKind {
+    /// `N_rs:lock:<name>`.
+    Lock,
+    /// `N_rs:group:<G>`.
+    Group,
+    /// `N_rs:session:<sid>`.
+    Session,
+}
+
+/// A fencing token from an epoch and a counter.
+pub(super) fn token(epoch: u64, counter: u64) -> FencingToken {
+    FencingToken((epoch << COUNTER_BITS) | (counter & COUNTER_LIMIT))
+}
+
+/// Capabilities as Python tooz stores them: msgpack with bytes as bin and text as str.
+pub(super) fn encode_caps(caps: &Capabilities) -> Vec<u8> {
+    let mut out = Vec::new();
+    rmpv::encode::write_value(&mut out, caps.value()).expect("writing to a Vec cannot fail");
+    out
+}
+
+/// Reads stored capabilities; trailing bytes are an error, as for msgpack-python.
+pub(super) fn decode_caps(bytes: &[u8]) -> Result<Capabilities> {
+    let mut rest = bytes;
+    let value = rmpv::decode::read_value(&mut rest)
+        .map_err(|e| Error::Serialization(format!("corrupt capabilities: {e}")))?;
+    if !rest.is_empty() {
+        return Err(Error::Serialization(format!(
+            "corrupt capabilities: {} trailing bytes",
+            rest.len()
+        )));
+    }
+    Ok(Capabilities::from(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::Value;
+
+    #[test]
+    fn python_tooz_key_names() {
+        let keys = Keys::new(b"_tooz");
+        assert_eq!(keys.groups(), b"_tooz_groups");
+        assert_eq!(keys.group(&Id::from("G")), b"_tooz_group:G");
+        assert_eq!(keys.beat(&Id::from("M")), b"_tooz_beats:M");
+        assert_eq!(keys.lock(&Id::from("mylock")), b"_tooz_mylock_lock");
+        assert_eq!(
+            keys.lock(&Id::from("leader_of_G")),
+            b"_tooz_leader_of_G_lock"
+        );
+    }
+
+    #[test]
+    fn our_keys_never_look_like_python_keys() {
+        let keys = Keys::new(b"_tooz");
+        for key in [keys.fencing(), keys.holders(), keys.epoch(), keys.joined()] {
+            assert!(!key.ends_with(b"_lock"));
+            assert!(!key.starts_with(b"_tooz_group:"));
+            assert!(!key.starts_with(b"_tooz_beats:"));
+            assert_ne!(key, keys.groups());
+        }
+    }
+
+    #[test]
+    fn channels_are_told_apart() {
+        let keys = Keys::new(b"ns");
+        let ch = keys.lock_channel(&Id::from("a:b"));
+        assert_eq!(
+            keys.channel_kind(&ch),
+            Some((ChannelKind::Lock, &b"a:b"[..]))
+        );
+        let ch = keys.group_channel(&Id::from("g"));
+        assert_eq!(
+            keys.channel_kind(&ch),
+            Some((ChannelKind::Group, &b"g"[..]))
+        );
+        let ch = keys.session_channel("00ff");
+        assert_eq!(
+            keys.channel_kind(&ch),
+            Some((ChannelKind::Session, &b"00ff"[..]))
+        );
+        assert_eq!(keys.channel_kind(b"other"), None);
+    }
+
+    #[test]
+    fn capabilities_match_python_bytes() {
+        assert_eq!(encode_caps(&Capabilities::none()), [0xc0]);
+        assert_eq!(encode_caps(&Capabilities::from(b"")), [0xc4, 0x00]);
+        let weight = Capabilities::from(Value::Map(vec![("weight".into(), 1.into())]));
+        assert_eq!(
+            encode_caps(&weight),
+            [0x81, 0xa6, b'w', b'e', b'i', b'g', b'h', b't', 0x01]
+        );
+        assert_eq!(decode_caps(&encode_caps(&weight)).unwrap(), weight);
+        assert!(decode_caps(&[0xc0, 0xc0]).is_err());
+        assert!(decode_caps(&[0x81]).is_err());
+    }
+
+    #[test]
+    fn tokens_order_by_epoch_then_counter() {
+        assert!(token(1, COUNTER_LIMIT) < token(2, 1));
+        assert!(token(5, 1) < token(5, 2));
+        assert_eq!(token(0, 7), FencingToken(7));
+    }
+}

@@ -1,0 +1,429 @@
+//! kazoo's lock recipe, so that Rust and Python contenders queue together.
+//!
+//! A contender creates the ephemeral sequential node `<dir>/<32 hex>__lock__<seq>` holding its
+//! member id; the contender with the smallest sequence holds the lock. A blocked contender
+//! watches only the node just before its own (no thundering herd) and re-reads the queue when
+//! that node goes (unless it headed the queue: then nothing can be before this one, and the
+//! hand-off costs no further round trip): waiters are served in arrival order. `create` and the first
+//! `get_children` are pipelined (ZooKeeper runs one session's requests in order, so the
+//! listing includes the new node): an uncontended acquire costs one round trip, its release
+//! another.
+//!
+//! The fencing token is the contender node's `czxid`: nodes are created in queue order and
+//! zxids only grow, so each holder of a lock has a larger token than the one before, across
+//! sessions, processes and leader changes of the ensemble.
+//!
+//! Once held (for more than a couple of milliseconds), the node is watched: if anyone else
+//! deletes it (`break_lock`, an operator), the lock is reported lost as
+//! [`LostReason::Broken`].
+
+use std::sync::{Arc, Weak};
+
+use tokio::time::Instant;
+use zookeeper_client::{Client, CreateMode, EventType};
+
+use super::paths::{contenders, LOCK_MARKER};
+use super::session::track;
+use super::{zk_error, Shared};
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::lock::{FencingToken, LockRequest, LostReason, LostSignal};
+
+/// A lock held by this driver.
+pub struct Held {
+    /// The contender node.
+    pub path: String,
+    /// The session that made it.
+    pub generation: u64,
+    /// The acquisition's lost signal.
+    pub lost: LostSignal,
+    /// The release failed on the wire: the node is deleted when the connection is back.
+    pub released: bool,
+}
+
+/// How long after an acquisition its node starts being watched for deletions.
+const OWNER_WATCH_DELAY: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// How long an acquire may wait.
+#[derive(Debug, Clone, Copy)]
+pub enum Wait {
+    /// Not at all.
+    No,
+    /// Until this instant.
+    Until(Instant),
+    /// For ever.
+    Forever,
+}
+
+/// Where a contender stands in its queue.
+enum Position {
+    /// Holds the lock.
+    First,
+    /// Waits behind this node; `true` if that node heads the queue.
+    Behind(String, bool),
+    /// Its node is gone (the session ended, or it was deleted).
+    Missing,
+}
+
+fn position(children: &[String], node: &str) -> Position {
+    let queue = contenders(children);
+    let Some(at) = queue.iter().position(|(_, c)| *c == node) else {
+        return Position::Missing;
+    };
+    match at {
+        0 => Position::First,
+        n => Position::Behind(queue[n - 1].1.to_string(), n == 1),
+    }
+}
+
+/// A contender node not (yet) turned into a held lock: deleted when dropped, so that an
+/// abandoned or failed acquire never leaves a node that blocks the queue.
+struct Contender {
+    shared: Weak<Shared>,
+    path: Option<String>,
+    generation: u64,
+}
+
+impl Contender {
+    fn disarm(&mut self) -> String {
+        self.path.take().expect("armed")
+    }
+
+    /// Deletes the node now (best effort).
+    async fn delete_now(&mut self, shared: &Shared) {
+        if let Some(path) = self.path.take() {
+            if let Ok(live) = shared.conn.live() {
+                if live.generation == self.generation {
+                    if let Err(error) = live.client.delete(&path, None).await {
+                        if error != zookeeper_client::Error::NoNode {
+                            tracing::debug!(%path, %error, "deleting a contender node failed");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Contender {
+    fn drop(&mut self) {
+        let (Some(path), Some(shared)) = (self.path.take(), self.shared.upgrade()) else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let generation = self.generation;
+        runtime.spawn(async move {
+            if let Ok(live) = shared.conn.live() {
+                if live.generation == generation {
+                    let _ = live.client.delete(&path, None).await;
+                }
+            }
+        });
+    }
+}
+
+/// Creates the contender node and lists the queue in the same round trip. Returns the node
+/// name, its czxid and the children of `dir`.
+async fn create_contender(
+    shared: &Arc<Shared>,
+    client: &Client,
+    generation: u64,
+    dir: &str,
+    prefix: &str,
+    data: &[u8],
+) -> Result<(Contender, String, FencingToken, Vec<String>)> {
+    let options = shared.conn.options(CreateMode::EphemeralSequential);
+    let path = format!("{dir}/{prefix}");
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let create = client.create(&path, data, &options);
+        let list = client.list_children(dir);
+        let (created, listed) = futures::join!(create, list);
+        match created {
+            Ok((stat, sequence)) => {
+                let node = format!("{prefix}{sequence}");
+                let contender = Contender {
+                    shared: Arc::downgrade(shared),
+                    path: Some(format!("{dir}/{node}")),
+                    generation,
+                };
+                let children = listed.map_err(zk_error)?;
+                return Ok((contender, node, FencingToken(stat.czxid as u64), children));
+            }
+            Err(zookeeper_client::Error::NoNode) if attempt < 4 => {
+                let parent = shared.conn.options(CreateMode::Persistent);
+                match client.mkdir(dir, &parent).await {
+                    Ok(()) | Err(zookeeper_client::Error::NodeExists) => {}
+                    Err(error) => return Err(zk_error(error)),
+                }
+            }
+            Err(error) => {
+                if matches!(
+                    error,
+                    zookeeper_client::Error::ConnectionLoss | zookeeper_client::Error::Timeout
+                ) {
+                    // The node may have been made without us hearing of it (kazoo's reason
+                    // for the uuid prefix): find it and delete it once the connection is back.
+                    spawn_prefix_cleanup(shared, generation, dir, prefix);
+                }
+                return Err(zk_error(error));
+            }
+        }
+    }
+}
+
+fn spawn_prefix_cleanup(shared: &Arc<Shared>, generation: u64, dir: &str, prefix: &str) {
+    let weak = Arc::downgrade(shared);
+    let (dir, prefix) = (dir.to_string(), prefix.to_string());
+    let attempts = 2 * shared.conn.session_timeout().as_millis() as u64 / 100;
+    let task = tokio::spawn(async move {
+        for _ in 0..attempts.max(10) {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let Some(shared) = weak.upgrade() else { return };
+            let Ok(live) = shared.conn.live() else { return };
+            if live.generation != generation {
+                return; // the session, and the node with it, is gone
+            }
+            match live.client.list_children(&dir).await {
+                Ok(children) => {
+                    for child in children.iter().filter(|c| c.starts_with(&prefix)) {
+                        let _ = live.client.delete(&format!("{dir}/{child}"), None).await;
+                    }
+                    return;
+                }
+                Err(zookeeper_client::Error::NoNode) => return,
+                Err(_) => continue,
+            }
+        }
+    });
+    track(&shared.tasks, task);
+}
+
+/// Takes the lock for `req`, waiting as `wait` says; `None` if it was not acquired.
+pub async fn acquire(
+    shared: &Arc<Shared>,
+    req: &LockRequest,
+    wait: Wait,
+) -> Result<Option<FencingToken>> {
+    let dir = shared.layout.lock_dir(&req.name);
+    let prefix = format!("{}{LOCK_MARKER}", req.nonce);
+    let live = shared.conn.live()?;
+    let generation = live.generation;
+    let (mut contender, node, token, mut children) = create_contender(
+        shared,
+        &live.client,
+        generation,
+        &dir,
+        &prefix,
+        req.owner.as_bytes(),
+    )
+    .await?;
+    drop(live);
+    loop {
+        let predecessor = match position(&children, &node) {
+            Position::First => {
+                let path = contender.disarm();
+                hold(shared, req, path, generation);
+                return Ok(Some(token));
+            }
+            Position::Missing => {
+                return Err(Error::Connection(
+                    "the lock's contender node vanished (session lost?)".into(),
+                ))
+            }
+            Position::Behind(predecessor, heads) => (predecessor, heads),
+        };
+        let (predecessor, predecessor_heads) = predecessor;
+        if let Wait::No = wait {
+            contender.delete_now(shared).await;
+            return Ok(None);
+        }
+        let live = current(shared, generation)?;
+        // A data watch (as kazoo sets): it fires when the node goes, and none is left
+        // behind when the node is already gone.
+        let watched = match live
+            .client
+            .get_and_watch_data(&format!("{dir}/{predecessor}"))
+            .await
+        {
+            Ok((_, _, watcher)) => Some(watcher),
+            Err(zookeeper_client::Error::NoNode) => None,
+            Err(error) => return Err(zk_error(error)),
+        };
+        drop(live); // wait without keeping the session's client alive
+        let mut gone = watched.is_none();
+        if let Some(watcher) = watched {
+            let event = match wait {
+                Wait::Until(deadline) => {
+                    match tokio::time::timeout_at(deadline, watcher.changed()).await {
+                        Ok(event) => event,
+                        Err(_) => {
+                            contender.delete_now(shared).await;
+                            return Ok(None);
+                        }
+                    }
+                }
+                _ => watcher.changed().await,
+            };
+            if event.event_type == EventType::Session && event.session_state.is_terminated() {
+                return Err(Error::Connection(format!(
+                    "ZooKeeper session ended while waiting for the lock ({})",
+                    event.session_state
+                )));
+            }
+            gone = event.event_type == EventType::NodeDeleted;
+        }
+        if gone && predecessor_heads {
+            // Nothing can queue before the head (sequence numbers only grow): with the head
+            // gone, this node heads the queue, no need to list it again.
+            let path = contender.disarm();
+            hold(shared, req, path, generation);
+            return Ok(Some(token));
+        }
+        let live = current(shared, generation)?;
+        children = live.client.list_children(&dir).await.map_err(zk_error)?;
+    }
+}
+
+/// The client of session `generation`, or an error if that session is over.
+fn current(shared: &Shared, generation: u64) -> Result<super::session::Live> {
+    let live = shared.conn.live()?;
+    if live.generation != generation {
+        return Err(Error::Connection(
+            "the ZooKeeper session changed while waiting for the lock".into(),
+        ));
+    }
+    Ok(live)
+}
+
+/// Records a held lock and watches its node, so that a deletion by anyone else is reported.
+fn hold(shared: &Arc<Shared>, req: &LockRequest, path: String, generation: u64) {
+    shared.held.lock().unwrap().insert(
+        req.nonce.clone(),
+        Held {
+            path: path.clone(),
+            generation,
+            lost: req.lost.clone(),
+            released: false,
+        },
+    );
+    let weak = Arc::downgrade(shared);
+    let nonce = req.nonce.clone();
+    let task = tokio::spawn(async move {
+        // A lock released within this delay never costs a watch; a deletion meanwhile is
+        // still seen (the node is then already gone when the watch is set).
+        tokio::time::sleep(OWNER_WATCH_DELAY).await;
+        let live = {
+            let Some(shared) = weak.upgrade() else { return };
+            if !shared.held.lock().unwrap().contains_key(&nonce) {
+                return; // released already
+            }
+            let Ok(live) = shared.conn.live() else { return };
+            live
+        };
+        if live.generation != generation {
+            return;
+        }
+        let watched = live.client.get_and_watch_data(&path).await;
+        drop(live);
+        let gone = match watched {
+            Err(zookeeper_client::Error::NoNode) => true,
+            // Session ends are the supervisor's business; only a deletion is a break.
+            Ok((_, _, watcher)) => watcher.changed().await.event_type == EventType::NodeDeleted,
+            Err(_) => false,
+        };
+        if !gone {
+            return;
+        }
+        let Some(shared) = weak.upgrade() else { return };
+        let mut held = shared.held.lock().unwrap();
+        if held.get(&nonce).is_some_and(|h| !h.released) {
+            let h = held.remove(&nonce).expect("checked");
+            drop(held);
+            h.lost.fire(LostReason::Broken);
+        }
+    });
+    track(&shared.tasks, task);
+}
+
+/// Releases `req`'s lock: deletes its node. `false` if it was not held (or already gone).
+pub async fn release(shared: &Shared, req: &LockRequest) -> Result<bool> {
+    let Some(held) = shared.held.lock().unwrap().remove(&req.nonce) else {
+        return Ok(false);
+    };
+    let live = match shared.conn.live() {
+        Ok(live) if live.generation == held.generation => live,
+        Ok(_) => return Ok(false), // its session, and the node, are gone
+        Err(error) => {
+            keep_for_cleanup(shared, &req.nonce, held);
+            return Err(error);
+        }
+    };
+    match live.client.delete(&held.path, None).await {
+        Ok(()) => Ok(true),
+        Err(zookeeper_client::Error::NoNode) => Ok(false),
+        Err(error) => {
+            keep_for_cleanup(shared, &req.nonce, held);
+            Err(zk_error(error))
+        }
+    }
+}
+
+fn keep_for_cleanup(shared: &Shared, nonce: &str, mut held: Held) {
+    held.released = true;
+    shared.held.lock().unwrap().insert(nonce.to_string(), held);
+}
+
+/// The member whose node heads the queue of lock `name`, if any. Creates nothing.
+pub async fn holder(shared: &Shared, name: &Id) -> Result<Option<Id>> {
+    let dir = shared.layout.lock_dir(name);
+    let live = shared.synced().await?;
+    for _ in 0..8 {
+        let children = match live.client.list_children(&dir).await {
+            Ok(children) => children,
+            Err(zookeeper_client::Error::NoNode) => return Ok(None),
+            Err(error) => return Err(zk_error(error)),
+        };
+        let queue = contenders(&children);
+        let Some((_, first)) = queue.first() else {
+            return Ok(None);
+        };
+        match live.client.get_data(&format!("{dir}/{first}")).await {
+            Ok((data, _)) if data.is_empty() => return Ok(None),
+            Ok((data, _)) => return Ok(Some(Id::from(data))),
+            Err(zookeeper_client::Error::NoNode) => continue, // handed over meanwhile
+            Err(error) => return Err(zk_error(error)),
+        }
+    }
+    Err(Error::OperationTimedOut(format!(
+        "the holder of lock {name} kept changing"
+    )))
+}
+
+/// Deletes the node heading the queue of lock `name`; `false` if nobody held it.
+pub async fn break_lock(shared: &Shared, name: &Id) -> Result<bool> {
+    let dir = shared.layout.lock_dir(name);
+    let live = shared.synced().await?;
+    for _ in 0..8 {
+        let children = match live.client.list_children(&dir).await {
+            Ok(children) => children,
+            Err(zookeeper_client::Error::NoNode) => return Ok(false),
+            Err(error) => return Err(zk_error(error)),
+        };
+        let queue = contenders(&children);
+        let Some((_, first)) = queue.first() else {
+            return Ok(false);
+        };
+        match live.client.delete(&format!("{dir}/{first}"), None).await {
+            Ok(()) => return Ok(true),
+            Err(zookeeper_client::Error::NoNode) => continue,
+            Err(error) => return Err(zk_error(error)),
+        }
+    }
+    Err(Error::OperationTimedOut(format!(
+        "the holder of lock {name} kept changing"
+    )))
+}

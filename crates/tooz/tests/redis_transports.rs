@@ -1,0 +1,225 @@
+//! The redis driver over a unix socket, with a password and a database number, and over TLS
+//! (cargo feature `redis-tls`), each against a private `redis-server` started by the test on
+//! loopback and stopped at its end. Skipped when `redis-server` (or, for TLS, `openssl`) is
+//! missing, except under `CI=true`.
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::TempDir;
+use tooz::{Coordinator, Error};
+
+fn have(program: &str) -> bool {
+    let found = Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{program} is required under CI");
+        }
+        eprintln!("skipping: {program} is missing");
+    }
+    found
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A private redis-server, killed when dropped.
+struct Server(Child);
+
+impl Server {
+    fn start(dir: &Path, args: &[&str], ready: impl Fn() -> bool) -> Server {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .args(args)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Server(child);
+        let end = Instant::now() + Duration::from_secs(20);
+        while !ready() {
+            assert!(Instant::now() < end, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn exercise(url: &str) {
+    let coord = Coordinator::connect(url, "transport").await.unwrap();
+    coord.start().await.unwrap();
+    coord.join_group_create("g", b"caps").await.unwrap();
+    let members = coord.get_members_with_capabilities("g").await.unwrap();
+    assert_eq!(members.len(), 1);
+    let guard = coord.lock("l").acquire().await.unwrap();
+    assert!(coord.lock("l").try_acquire().await.unwrap().is_none());
+    guard.release().await.unwrap();
+    coord.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unix_socket_with_password_and_database() {
+    if !have("redis-server") {
+        return;
+    }
+    let dir = TempDir::new("tooz-redis-unix");
+    let socket = dir.0.join("redis.sock");
+    let probe = socket.clone();
+    let _server = Server::start(
+        &dir.0,
+        &[
+            "--port",
+            "0",
+            "--unixsocket",
+            socket.to_str().unwrap(),
+            "--requirepass",
+            "hunter2",
+        ],
+        move || probe.exists(),
+    );
+    // No host: the path is the socket (the password goes in an option: `redis://:pw@/path`
+    // has an empty host, which URL parsing rejects).
+    exercise(&format!(
+        "redis://{}?db=3&password=hunter2",
+        socket.display()
+    ))
+    .await;
+
+    let client = redis::Client::open(format!(
+        "redis+unix://{}?db=3&pass=hunter2",
+        socket.display()
+    ))
+    .unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let groups: Vec<String> = redis::cmd("SMEMBERS")
+        .arg("_tooz_groups")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(groups, ["g"], "the data went to database 3");
+
+    let wrong = format!("redis://{}?password=wrong-secret", socket.display());
+    let coord = Coordinator::connect(&wrong, "m").await.unwrap();
+    let err = coord.start().await.unwrap_err();
+    assert!(matches!(err, Error::Connection(_)), "{err}");
+    assert!(!err.to_string().contains("wrong-secret"), "{err}");
+    assert!(!format!("{err:?}").contains("wrong-secret"));
+}
+
+#[cfg(feature = "redis-tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_private_ca() {
+    if !have("redis-server") || !have("openssl") {
+        return;
+    }
+    let dir = TempDir::new("tooz-redis-tls");
+    let run = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir.0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "openssl {args:?}");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=tooz test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(dir.0.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.pem",
+    ]);
+    let port = free_port();
+    let path = |name: &str| dir.0.join(name).display().to_string();
+    let _server = Server::start(
+        &dir.0,
+        &[
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &path("server.pem"),
+            "--tls-key-file",
+            &path("server.key"),
+            "--tls-ca-cert-file",
+            &path("ca.pem"),
+            "--tls-auth-clients",
+            "no",
+        ],
+        move || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    );
+    let ca = path("ca.pem");
+    exercise(&format!("rediss://127.0.0.1:{port}?ssl_ca_certs={ca}")).await;
+    exercise(&format!(
+        "redis://127.0.0.1:{port}?ssl=true&ssl_ca_certs={ca}"
+    ))
+    .await;
+
+    // Without the CA the server's certificate is not trusted.
+    let coord = Coordinator::connect(&format!("rediss://127.0.0.1:{port}"), "m")
+        .await
+        .unwrap();
+    assert!(matches!(coord.start().await, Err(Error::Connection(_))));
+}

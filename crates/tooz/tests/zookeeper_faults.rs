@@ -1,0 +1,400 @@
+//! Fault tests of the zookeeper driver on the 3-node ensemble of `scripts/services` (`zk3`,
+//! started here with `scripts/services up zk3` and left running):
+//!
+//! * the server a client is on is killed: the session moves to another server, nothing is lost;
+//! * the ensemble's leader is killed: the session survives the election, nothing is lost;
+//! * a client is cut off (black-holed by a [`FaultProxy`]) past its session timeout: its locks
+//!   are reported lost, another client takes them with larger fencing tokens, and once the
+//!   network heals the client makes a new session and joins its groups again;
+//! * a lock holder is killed with SIGKILL: the lock is free once its session expires.
+//!
+//! Every killed member is restarted at the end of its test (bounded waits). The tests run one
+//! at a time. Without ZooKeeper installed they are skipped, except under `CI=true`.
+#![cfg(feature = "zookeeper")]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use support::{wait_for_file, TempDir};
+use tooz::{Capabilities, ConnectionState, Coordinator, Id, LostReason, Value};
+use tooz_testkit::{services, FaultProxy};
+
+const ZK3: &str = "zookeeper://127.0.0.1:2281,127.0.0.1:2282,127.0.0.1:2283";
+const MEMBERS: [(&str, u16); 3] = [("zk3-1", 2281), ("zk3-2", 2282), ("zk3-3", 2283)];
+const CHILD_ENV: &str = "TOOZ_ZK_FAULT_CHILD";
+/// Longest any single wait of these tests may take.
+const WAIT: Duration = Duration::from_secs(30);
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Takes the ensemble for one test: one test at a time, every member up. `None` = skip.
+async fn ensemble() -> Option<tokio::sync::MutexGuard<'static, ()>> {
+    let guard = SERIAL.lock().await;
+    let up = tokio::task::spawn_blocking(|| services::run(&["up", "zk3"]))
+        .await
+        .unwrap();
+    match up {
+        Ok(_) => Some(guard),
+        Err(error) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("skipping: cannot start zk3: {error}");
+            None
+        }
+        Err(error) => panic!("zk3 is required under CI: {error}"),
+    }
+}
+
+/// Restarts the members it names when dropped, even if the test failed.
+struct Restart(Vec<&'static str>);
+
+impl Drop for Restart {
+    fn drop(&mut self) {
+        for member in &self.0 {
+            if let Err(error) = services::restart(member) {
+                eprintln!("restarting {member} failed: {error}");
+            }
+        }
+    }
+}
+
+/// Sends a four-letter command to a member and returns its answer.
+fn four_letter(port: u16, command: &str) -> String {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok();
+    let _ = stream.write_all(command.as_bytes());
+    let mut out = String::new();
+    let _ = stream.read_to_string(&mut out);
+    out
+}
+
+/// The member whose connections include session `session`.
+fn member_serving(session: i64) -> Option<(&'static str, u16)> {
+    let needle = format!("sid={session:#x}");
+    MEMBERS
+        .into_iter()
+        .find(|(_, port)| four_letter(*port, "cons").contains(&needle))
+}
+
+fn leader() -> Option<(&'static str, u16)> {
+    MEMBERS
+        .into_iter()
+        .find(|(_, port)| four_letter(*port, "srvr").contains("Mode: leader"))
+}
+
+async fn started(url: &str, member: &str) -> Coordinator {
+    let coord = Coordinator::connect(url, member).await.unwrap();
+    coord.start().await.unwrap();
+    coord
+}
+
+/// The ZooKeeper session of `coord`, read from its membership of `group`.
+async fn session_of(coord: &Coordinator, group: &str) -> i64 {
+    let info = coord
+        .get_member_info(group, coord.member_id())
+        .await
+        .unwrap();
+    info.extra["session"].as_i64().unwrap()
+}
+
+/// Waits until `coord`'s state satisfies `want`.
+async fn wait_state(coord: &Coordinator, want: impl Fn(ConnectionState) -> bool) {
+    let mut states = coord.connection_states();
+    tokio::time::timeout(WAIT, async {
+        while !want(*states.borrow_and_update()) {
+            states.changed().await.unwrap();
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("state stuck at {:?}", coord.connection_state()));
+}
+
+/// Retries `op` while it fails with a transient error (connection trouble), bounded.
+async fn retry<T, F, Fut>(mut op: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = tooz::Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match op().await {
+            Ok(value) => return value,
+            Err(error) if error.is_transient() && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("gave up: {error:?}"),
+        }
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Records every connection state a coordinator goes through.
+fn record_states(coord: &Coordinator) -> std::sync::Arc<Mutex<Vec<ConnectionState>>> {
+    let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let mut states = coord.connection_states();
+    let sink = seen.clone();
+    tokio::spawn(async move {
+        while states.changed().await.is_ok() {
+            let state = *states.borrow_and_update();
+            sink.lock().unwrap().push(state);
+        }
+    });
+    seen
+}
+
+#[tokio::test]
+async fn killing_the_server_a_client_is_on_moves_the_session() {
+    let Some(_ensemble) = ensemble().await else {
+        return;
+    };
+    let (group, lock) = (unique("group"), unique("lock"));
+    let a = started(ZK3, "mover").await;
+    let b = started(ZK3, "other").await;
+    a.join_group_create(group.as_str(), b"caps").await.unwrap();
+    let guard = a.lock(lock.as_str()).acquire().await.unwrap();
+    let session = session_of(&a, &group).await;
+    let (member, _) = member_serving(session).expect("a member serves the session");
+    let seen = record_states(&a);
+
+    let _restart = Restart(vec![member]);
+    services::kill_async(member).await.unwrap();
+    // The client may be back before the kill command returns: read the recorded states.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !(seen.lock().unwrap().contains(&ConnectionState::Suspended)
+        && a.connection_state().is_connected())
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "states: {:?}",
+            seen.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    assert_eq!(guard.lost_reason(), None, "nothing held may be lost");
+    assert_eq!(retry(|| session_of_result(&a, &group)).await, session);
+    let (now_on, _) = member_serving(session).expect("the session lives on");
+    assert_ne!(now_on, member, "the session moved to another server");
+    assert!(
+        retry(|| async { b.lock(lock.as_str()).try_acquire().await })
+            .await
+            .is_none()
+    );
+    assert_eq!(
+        retry(|| async { b.lock(lock.as_str()).holder().await }).await,
+        Some(Id::from("mover"))
+    );
+    assert!(retry(|| b.get_members(group.as_str()))
+        .await
+        .contains(a.member_id()));
+    let states = seen.lock().unwrap().clone();
+    assert!(!states.contains(&ConnectionState::Lost), "{states:?}");
+    assert!(guard.release().await.unwrap());
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+async fn session_of_result(coord: &Coordinator, group: &str) -> tooz::Result<i64> {
+    let info = coord.get_member_info(group, coord.member_id()).await?;
+    Ok(info.extra["session"].as_i64().unwrap_or_default())
+}
+
+#[tokio::test]
+async fn killing_the_ensemble_leader_loses_nothing() {
+    let Some(_ensemble) = ensemble().await else {
+        return;
+    };
+    let (group, lock) = (unique("group"), unique("lock"));
+    let a = started(ZK3, "survivor").await;
+    a.join_group_create(group.as_str(), ()).await.unwrap();
+    let guard = a.lock(lock.as_str()).acquire().await.unwrap();
+    let leadership = a.campaign(group.as_str()).await.unwrap();
+    let session = session_of(&a, &group).await;
+    let (member, _) = leader().expect("the ensemble has a leader");
+
+    let _restart = Restart(vec![member]);
+    services::kill_async(member).await.unwrap();
+    // The followers drop their clients while they elect a new leader; wait for one.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while leader().is_none_or(|(m, _)| m == member) {
+        assert!(tokio::time::Instant::now() < deadline, "no new leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let other = unique("after");
+    retry(|| a.join_group_create(other.as_str(), ())).await;
+    wait_state(&a, ConnectionState::is_connected).await;
+
+    assert_eq!(guard.lost_reason(), None);
+    assert_eq!(leadership.lost_reason(), None);
+    assert_eq!(retry(|| session_of_result(&a, &group)).await, session);
+    let b = started(ZK3, "checker").await;
+    assert!(b.lock(lock.as_str()).try_acquire().await.unwrap().is_none());
+    assert_eq!(
+        b.get_leader(group.as_str()).await.unwrap(),
+        Some(Id::from("survivor"))
+    );
+    assert!(guard.release().await.unwrap());
+    assert!(leadership.resign().await.unwrap());
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn cut_off_past_the_session_timeout_loses_locks_then_rejoins() {
+    let Some(_ensemble) = ensemble().await else {
+        return;
+    };
+    let (group, lock) = (unique("group"), unique("lock"));
+    let proxy = FaultProxy::start("127.0.0.1:2281".parse().unwrap())
+        .await
+        .unwrap();
+    let cut_url = format!("zookeeper://{}?timeout=2", proxy.addr());
+    let a = started(&cut_url, "isolated").await;
+    let b = started(ZK3, "taker").await;
+    let caps = Capabilities::from(Value::Map(vec![("zone".into(), "a".into())]));
+    a.join_group_create(group.as_str(), caps.clone())
+        .await
+        .unwrap();
+    let held = a.lock(lock.as_str()).acquire().await.unwrap();
+    let leadership = a.campaign(group.as_str()).await.unwrap();
+    let seen = record_states(&a);
+    let waiter = {
+        let b = b.clone();
+        let lock = lock.clone();
+        tokio::spawn(async move { b.lock(lock.as_str()).acquire_timeout(WAIT).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiter.is_finished());
+
+    proxy.black_hole();
+    let reason = tokio::time::timeout(WAIT, held.lost())
+        .await
+        .expect("lost()");
+    assert_eq!(reason, LostReason::SessionLost);
+    assert_eq!(
+        tokio::time::timeout(WAIT, leadership.lost()).await.unwrap(),
+        LostReason::SessionLost
+    );
+    let taken = waiter
+        .await
+        .unwrap()
+        .expect("the other client takes the lock");
+    assert!(taken.fencing_token() > held.fencing_token());
+    let new_term = retry(|| b.campaign(group.as_str())).await;
+    assert!(new_term.term() > leadership.term());
+    assert!(!b
+        .get_members(group.as_str())
+        .await
+        .unwrap()
+        .contains(a.member_id()));
+
+    proxy.heal();
+    wait_state(&a, |s| s == ConnectionState::Connected).await;
+    let states = seen.lock().unwrap().clone();
+    assert!(states.contains(&ConnectionState::Suspended), "{states:?}");
+    assert!(states.contains(&ConnectionState::Lost), "{states:?}");
+    // The new session joined the group again, with the same capabilities.
+    assert_eq!(
+        retry(|| b.get_member_capabilities(group.as_str(), "isolated")).await,
+        caps
+    );
+    assert!(
+        !held.release().await.unwrap(),
+        "a lost lock's release says false"
+    );
+    let again = retry(|| async { a.lock(lock.as_str()).try_acquire().await }).await;
+    assert!(again.is_none(), "b holds it now");
+    assert!(taken.release().await.unwrap());
+    new_term.resign().await.unwrap();
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+/// Child entry point: in a parent's child process, hold a lock and a membership until killed.
+#[test]
+fn child_holds_until_killed() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return; // not a child: nothing to do
+    };
+    let [url, lock, group, ready]: [&str; 4] =
+        spec.split('|').collect::<Vec<_>>().try_into().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let coord = started(url, "doomed").await;
+        let _guard = coord.lock(lock).acquire().await.unwrap();
+        coord.join_group_create(group, ()).await.unwrap();
+        std::fs::write(ready, b"").unwrap();
+        tokio::time::sleep(Duration::from_secs(60)).await; // bounded: the parent kills us
+    });
+}
+
+fn spawn_child(spec: &str) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_holds_until_killed",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, spec)
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_killed_holder_frees_the_lock_when_its_session_expires() {
+    let Some(_ensemble) = ensemble().await else {
+        return;
+    };
+    let dir = TempDir::new("tooz-zk-crash");
+    let ready = dir.0.join("ready");
+    let (lock, group) = (unique("lock"), unique("group"));
+    let url = format!("{ZK3}?timeout=2");
+    let mut child = spawn_child(&format!("{url}|{lock}|{group}|{}", ready.display()));
+    wait_for_file(&ready);
+    let me = started(ZK3, "survivor").await;
+    assert!(me
+        .lock(lock.as_str())
+        .try_acquire()
+        .await
+        .unwrap()
+        .is_none());
+    let mut watch = me.watch_group(group.as_str()).await.unwrap();
+
+    // SAFETY: plain kill(2) on the pid of a child we spawned and have not yet waited for.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
+    assert_eq!(rc, 0);
+    child.wait().unwrap();
+    let killed = tokio::time::Instant::now();
+    let guard = me
+        .lock(lock.as_str())
+        .acquire_timeout(WAIT)
+        .await
+        .expect("free once the dead holder's session expired");
+    let waited = killed.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "freed after {waited:?}: too early"
+    );
+    let left = tokio::time::timeout(WAIT, futures::StreamExt::next(&mut watch))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        left,
+        tooz::GroupEvent::Left {
+            group: Id::from(group.as_str()),
+            member: Id::from("doomed")
+        }
+    );
+    guard.release().await.unwrap();
+    me.stop().await.unwrap();
+}
