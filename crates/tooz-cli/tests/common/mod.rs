@@ -24,6 +24,14 @@ impl Env {
         Env { dir, url }
     }
 
+    /// A scratch directory, with the commands pointed at `url` instead of a `file://` one.
+    pub fn with_url(url: &str) -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            url: url.to_string(),
+        }
+    }
+
     /// A path in the scratch directory (outside the driver's own directory).
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
