@@ -583,7 +583,8 @@ impl Coordinator {
     }
 
     /// Calls `callback` (from [`run_watchers`](Coordinator::run_watchers)) for each member
-    /// that joins `group` (tooz's `watch_join_group`).
+    /// that joins `group` (tooz's `watch_join_group`). Callbacks run while the coordinator's
+    /// table of watches is locked: a callback must not add or remove watches itself.
     pub async fn watch_join_group(
         &self,
         group: impl Into<Id>,
