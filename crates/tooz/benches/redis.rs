@@ -5,14 +5,27 @@
 //! redis-py (default: the repository's `.venv-tooz`), Python tooz is measured in the same run
 //! on the same server.
 //!
+//! Besides one client's throughput, hand-off latency and membership reads, it measures:
+//!
+//! * fairness: two child processes (this binary again) free-running on one lock, each
+//!   acquiring, holding 1 ms and releasing for 2 s: acquisitions/s, each one's share, and
+//!   the longest wait of either in hold times;
+//! * watch latency across processes: a child process watches a group (its stream only, no
+//!   `run_watchers` loop) and prints when each event arrives; latency is from just before
+//!   `join_group`/`leave_group` is called here to the child receiving the event (one host,
+//!   one clock);
+//! * `get_members` of a group of 10,000 members written directly in Python tooz's layout.
+//!
 //! Prints `name value` lines; nothing here asserts a timing. Every loop is bounded in count
 //! and time.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tooz::Coordinator;
+use futures::StreamExt;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tooz::{Coordinator, GroupEvent};
 
 /// Longest each throughput measurement runs (in total over its rounds).
 const SECONDS: Duration = Duration::from_secs(4);
@@ -22,6 +35,228 @@ const ROUNDS: usize = 8;
 const MAX_ITERATIONS: usize = 200_000;
 const HANDOFFS: usize = 500;
 const MEMBERS: usize = 1_000;
+/// Members of the large group (written directly, not joined by sessions).
+const BIG: usize = 10_000;
+/// Events of the cross-process watch measurement (joins and leaves alternating).
+const WATCH_EVENTS: usize = 1_000;
+
+/// Child modes: the value is the server URL.
+const CONTENDER_ENV: &str = "TOOZ_BENCH_REDIS_CONTENDER";
+const WATCHER_ENV: &str = "TOOZ_BENCH_REDIS_WATCHER";
+/// The lock or group a child works on.
+const NAME_ENV: &str = "TOOZ_BENCH_REDIS_NAME";
+/// When contenders start (ms since 1970), so that both run the same 2 s.
+const START_ENV: &str = "TOOZ_BENCH_REDIS_START";
+const CONTENTION: Duration = Duration::from_secs(2);
+const HOLD: Duration = Duration::from_millis(1);
+
+fn unix_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// One free-running contender: acquire, hold, release, again, for `CONTENTION`. Prints its
+/// acquisitions and its longest wait in units of the hold time.
+async fn contend(url: &str) {
+    let name = std::env::var(NAME_ENV).unwrap();
+    let start_ms: u128 = std::env::var(START_ENV).unwrap().parse().unwrap();
+    let coord = started(url, &format!("contender-{}", std::process::id())).await;
+    let lock = coord.lock(name);
+    let wait_ms = (start_ms * 1_000_000).saturating_sub(unix_ns()) / 1_000_000;
+    tokio::time::sleep(Duration::from_millis(wait_ms.min(5_000) as u64)).await;
+    let (mut count, mut longest) = (0u64, Duration::ZERO);
+    let end = Instant::now() + CONTENTION;
+    while Instant::now() < end {
+        let asked = Instant::now();
+        let guard = lock.acquire_timeout(Duration::from_secs(10)).await.unwrap();
+        longest = longest.max(asked.elapsed());
+        let held = Instant::now();
+        while held.elapsed() < HOLD {
+            std::hint::spin_loop();
+        }
+        guard.release().await.unwrap();
+        count += 1;
+    }
+    let ratio = longest.as_secs_f64() / HOLD.as_secs_f64();
+    println!("{count} {ratio:.1}");
+    coord.stop().await.unwrap();
+}
+
+/// Two processes contend; reports the rate, each one's share and the longest wait.
+fn fairness(url: &str) {
+    let exe = std::env::current_exe().unwrap();
+    let name = format!("bench-fairness-{}", std::process::id());
+    let start = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 1_000;
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new(&exe)
+                .env(CONTENDER_ENV, url)
+                .env(NAME_ENV, &name)
+                .env(START_ENV, start.to_string())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut results = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut fields = text.split_whitespace();
+        let count: u64 = fields.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+        let ratio: f64 = fields
+            .next()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(f64::NAN);
+        results.push((count, ratio));
+    }
+    let total: u64 = results.iter().map(|r| r.0).sum();
+    let worst = results.iter().map(|r| r.1).fold(0.0, f64::max);
+    println!(
+        "contended_two_processes_acquisitions_per_s {:.0}",
+        total as f64 / CONTENTION.as_secs_f64()
+    );
+    println!(
+        "contended_share_of_each_process {:.2} {:.2}",
+        results[0].0 as f64 / total.max(1) as f64,
+        results[1].0 as f64 / total.max(1) as f64
+    );
+    println!("contended_longest_wait_in_hold_times {worst:.1}");
+}
+
+/// The child watcher: prints `ready`, then `<J|L> <unix ns>` per event received, until
+/// `WATCH_EVENTS` events or 60 s.
+async fn watch_child(url: &str) {
+    let group = std::env::var(NAME_ENV).unwrap();
+    let coord = started(url, &format!("watcher-{}", std::process::id())).await;
+    let mut stream = coord.watch_group(group).await.unwrap();
+    println!("ready");
+    let end = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut seen = 0;
+    while seen < WATCH_EVENTS {
+        let Ok(Some(event)) = tokio::time::timeout_at(end, stream.next()).await else {
+            break;
+        };
+        let at = unix_ns();
+        let kind = match event {
+            GroupEvent::Joined { .. } => 'J',
+            GroupEvent::Left { .. } => 'L',
+            _ => continue,
+        };
+        println!("{kind} {at}");
+        seen += 1;
+    }
+    coord.stop().await.unwrap();
+}
+
+/// `get_members` of a group of `BIG` members written directly in Python tooz's layout (group
+/// hash field with msgpack nil capabilities, beat key), in the default namespace.
+async fn big_group(conn: &redis::aio::MultiplexedConnection, coord: &Coordinator) {
+    let mut conn = conn.clone();
+    let group = format!("bench-big-{}", std::process::id());
+    let (group_key, beat) = (format!("_tooz_group:{group}"), |i| {
+        format!("_tooz_beats:bench-big-{}-{i}", std::process::id())
+    });
+    let mut pipe = redis::pipe();
+    pipe.cmd("SADD").arg("_tooz_groups").arg(&group).ignore();
+    pipe.cmd("HSET")
+        .arg(&group_key)
+        .arg("__created__")
+        .arg("1")
+        .ignore();
+    for i in 0..BIG {
+        let member = format!("bench-big-{}-{i}", std::process::id());
+        pipe.cmd("HSET")
+            .arg(&group_key)
+            .arg(&member)
+            .arg(&[0xc0u8][..])
+            .ignore();
+        pipe.cmd("PSETEX")
+            .arg(beat(i))
+            .arg(60_000)
+            .arg("Not dead!")
+            .ignore();
+    }
+    let () = pipe.query_async(&mut conn).await.unwrap();
+    let mut samples = Vec::new();
+    for _ in 0..20 {
+        let start = Instant::now();
+        let listed = coord.get_members(group.clone()).await.unwrap();
+        samples.push(start.elapsed());
+        assert_eq!(listed.len(), BIG);
+    }
+    for (label, p) in [("p50", 0.5), ("p99", 0.99)] {
+        let ms = percentile(&mut samples, p).as_secs_f64() * 1e3;
+        println!("get_members_10000_{label}_ms {ms:.2}");
+    }
+    let mut pipe = redis::pipe();
+    pipe.cmd("DEL").arg(&group_key).ignore();
+    pipe.cmd("SREM").arg("_tooz_groups").arg(&group).ignore();
+    for i in 0..BIG {
+        pipe.cmd("DEL").arg(beat(i)).ignore();
+    }
+    let () = pipe.query_async(&mut conn).await.unwrap();
+}
+
+/// The child's next line, waiting at most 5 s.
+async fn next(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+) -> Option<String> {
+    tokio::time::timeout(Duration::from_secs(5), lines.next_line())
+        .await
+        .ok()
+        .and_then(|line| line.ok().flatten())
+}
+
+/// A join or leave here, seen by a watcher in another process.
+async fn watch_across_processes(url: &str, coord: &Coordinator) {
+    let group = format!("bench-watch-{}", std::process::id());
+    coord.create_group(group.clone()).await.unwrap();
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .env(WATCHER_ENV, url)
+        .env(NAME_ENV, &group)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(next(&mut lines).await.as_deref(), Some("ready"));
+    let joiner = started(url, "bench-watch-joiner").await;
+    let mut samples = Vec::with_capacity(WATCH_EVENTS);
+    for i in 0..WATCH_EVENTS {
+        let sent = unix_ns();
+        if i % 2 == 0 {
+            joiner.join_group(group.clone(), ()).await.unwrap();
+        } else {
+            joiner.leave_group(group.clone()).await.unwrap();
+        }
+        let Some(line) = next(&mut lines).await else {
+            println!("watch_cross_process: no event within 5 s");
+            break;
+        };
+        let mut fields = line.split_whitespace();
+        let kind = fields.next().unwrap_or("");
+        assert_eq!(kind, if i % 2 == 0 { "J" } else { "L" });
+        let at: u128 = fields.next().and_then(|t| t.parse().ok()).unwrap_or(sent);
+        samples.push(Duration::from_nanos(at.saturating_sub(sent) as u64));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    if !samples.is_empty() {
+        for (label, p) in [("p50", 0.5), ("p99", 0.99)] {
+            let ms = percentile(&mut samples, p).as_secs_f64() * 1e3;
+            println!("watch_join_other_process_{label}_ms {ms:.3}");
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+    joiner.stop().await.unwrap();
+    let _ = coord.delete_group(group).await;
+}
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort_unstable();
@@ -135,6 +370,8 @@ async fn run(url: &str) {
     .await;
     println!("join_leave_per_s {per_s:.0}");
 
+    watch_across_processes(url, &coord).await;
+
     let group = format!("bench-members-{}", std::process::id());
     coord.create_group(group.clone()).await.unwrap();
     let setup = Instant::now();
@@ -159,6 +396,8 @@ async fn run(url: &str) {
     for m in members {
         m.stop().await.unwrap();
     }
+
+    big_group(&conn, &coord).await;
     coord.delete_group(group).await.unwrap();
     other.stop().await.unwrap();
     coord.stop().await.unwrap();
@@ -174,10 +413,22 @@ fn python() -> Option<PathBuf> {
 }
 
 fn main() {
+    for (env, child) in [(CONTENDER_ENV, true), (WATCHER_ENV, false)] {
+        if let Ok(url) = std::env::var(env) {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            if child {
+                runtime.block_on(contend(&url));
+            } else {
+                runtime.block_on(watch_child(&url));
+            }
+            return;
+        }
+    }
     let url = std::env::var("TOOZ_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(run(&url));
     drop(runtime);
+    fairness(&url);
     match python() {
         Some(python) => {
             let script =

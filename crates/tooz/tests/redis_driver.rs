@@ -210,3 +210,167 @@ async fn member_info_and_dead_members() {
     drop(other);
     me.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_are_served_in_arrival_order() {
+    let Some((url, _)) = isolated("") else { return };
+    let holder = coord(&url, "holder").await;
+    let held = holder.lock("fifo").acquire().await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut waiters = Vec::new();
+    for i in 0..3 {
+        let c = coord(&url, &format!("w{i}")).await;
+        let lock = c.lock("fifo");
+        let tx = tx.clone();
+        waiters.push(tokio::spawn(async move {
+            let guard = lock.acquire_timeout(Duration::from_secs(10)).await.unwrap();
+            tx.send(i).unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            guard.release().await.unwrap();
+            c.stop().await.unwrap();
+        }));
+        // Each one has taken its place before the next arrives.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    held.release().await.unwrap();
+    // The releasing client goes to the back: a try while others wait is refused.
+    assert!(holder.lock("fifo").try_acquire().await.unwrap().is_none());
+    let again = holder
+        .lock("fifo")
+        .acquire_timeout(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let mut order = Vec::new();
+    while let Ok(i) = rx.try_recv() {
+        order.push(i);
+    }
+    assert_eq!(order, [0, 1, 2]);
+    again.release().await.unwrap();
+    for w in waiters {
+        w.await.unwrap();
+    }
+    holder.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_waiter_holds_up_a_free_lock_only_until_its_place_expires() {
+    let Some((url, ns)) = isolated("") else {
+        return;
+    };
+    // A waiter that queued and died: its place expires 300 ms from now (server clock).
+    let mut raw = raw();
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query(&mut raw).unwrap();
+    let now_ms = secs * 1000 + micros / 1000;
+    let _: () = redis::pipe()
+        .cmd("ZADD")
+        .arg(format!("{ns}_rs:queue:crash:order"))
+        .arg(secs * 1_000_000 + micros)
+        .arg("dead-waiter")
+        .ignore()
+        .cmd("ZADD")
+        .arg(format!("{ns}_rs:queue:crash:lease"))
+        .arg(now_ms + 300)
+        .arg("dead-waiter")
+        .ignore()
+        .query(&mut raw)
+        .unwrap();
+    let c = coord(&url, "survivor").await;
+    assert!(c.lock("crash").try_acquire().await.unwrap().is_none());
+    let start = std::time::Instant::now();
+    let guard = c
+        .lock("crash")
+        .acquire_timeout(Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    guard.release().await.unwrap();
+    // A waiter that gives up leaves the queue at once: the lock is free for a try.
+    let holder = coord(&url, "holder").await;
+    let held = holder.lock("crash").acquire().await.unwrap();
+    let timed_out = c
+        .lock("crash")
+        .acquire_timeout(Duration::from_millis(200))
+        .await;
+    assert!(timed_out.is_err());
+    held.release().await.unwrap();
+    assert!(holder.lock("crash").try_acquire().await.unwrap().is_some());
+    let left: i64 = redis::cmd("ZCARD")
+        .arg(format!("{ns}_rs:queue:crash:order"))
+        .query(&mut raw)
+        .unwrap();
+    assert_eq!(left, 0);
+    c.stop().await.unwrap();
+    holder.stop().await.unwrap();
+}
+
+/// 10,000 members written directly in Python tooz's layout (group hash field with msgpack
+/// capabilities, beat key), then listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_ten_thousand_members() {
+    const MEMBERS: usize = 10_000;
+    let Some((url, ns)) = isolated("") else {
+        return;
+    };
+    let mut raw = raw();
+    let group_key = format!("{ns}_group:big");
+    let mut pipe = redis::pipe();
+    pipe.cmd("SADD")
+        .arg(format!("{ns}_groups"))
+        .arg("big")
+        .ignore();
+    pipe.cmd("HSET")
+        .arg(&group_key)
+        .arg("__created__")
+        .arg("1")
+        .ignore();
+    for i in 0..MEMBERS {
+        pipe.cmd("HSET")
+            .arg(&group_key)
+            .arg(format!("member-{i:05}"))
+            .arg(&[0xc0u8][..])
+            .ignore();
+        pipe.cmd("PSETEX")
+            .arg(format!("{ns}_beats:member-{i:05}"))
+            .arg(60_000)
+            .arg("Not dead!")
+            .ignore();
+    }
+    let _: () = pipe.query(&mut raw).unwrap();
+    let c = coord(&url, "reader").await;
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        let start = std::time::Instant::now();
+        let members = c.get_members("big").await.unwrap();
+        samples.push(start.elapsed());
+        assert_eq!(members.len(), MEMBERS);
+    }
+    let with_caps = c.get_members_with_capabilities("big").await.unwrap();
+    assert_eq!(with_caps.len(), MEMBERS);
+    assert!(with_caps.values().all(|caps| caps.value().is_nil()));
+    samples.sort();
+    eprintln!("get_members of {MEMBERS}: median {:?}", samples[2]);
+    assert!(samples[2] < Duration::from_secs(2), "{samples:?}");
+    // Half the beats gone: those members are dropped (and the rest kept) in one read.
+    let mut pipe = redis::pipe();
+    for i in (0..MEMBERS).step_by(2) {
+        pipe.cmd("DEL")
+            .arg(format!("{ns}_beats:member-{i:05}"))
+            .ignore();
+    }
+    let _: () = pipe.query(&mut raw).unwrap();
+    assert_eq!(c.get_members("big").await.unwrap().len(), MEMBERS / 2);
+    c.stop().await.unwrap();
+    let mut pipe = redis::pipe();
+    pipe.cmd("DEL").arg(&group_key).ignore();
+    pipe.cmd("DEL").arg(format!("{ns}_groups")).ignore();
+    for i in (1..MEMBERS).step_by(2) {
+        pipe.cmd("DEL")
+            .arg(format!("{ns}_beats:member-{i:05}"))
+            .ignore();
+    }
+    let _: () = pipe.query(&mut raw).unwrap();
+}

@@ -12,10 +12,14 @@
 //! | `N_holders` | hash | us | lock name → `token sid epoch counter member` of our last holder |
 //! | `N_epoch` | hash | us | `run_id` of the master last seen, `epoch` of the fencing tokens |
 //! | `N_joined` | hash | us | `len(G):G M` → join time (ms since 1970) of our members |
+//! | `N_rs:queue:<name>:order` | sorted set | us | waiting tokens, scored by arrival (µs, server clock) |
+//! | `N_rs:queue:<name>:lease` | sorted set | us | the same tokens, scored by expiry (ms, server clock) |
 //!
 //! Every key Python tooz writes is `N_groups`, starts with `N_group:` or `N_beats:`, or ends
-//! with `_lock`; our four fixed keys are none of those, so no name a Python peer picks can make
-//! it write one of them, and no name of ours can make us write one of its keys.
+//! with `_lock`; our four fixed keys are none of those, and our queue keys start with `N_rs:`
+//! and end with `:order` or `:lease`, so no name a Python peer picks can make it write one of
+//! them, and no name of ours can make us write one of its keys. Two lock names never share a
+//! queue key (the suffix tells the two keys apart, the rest is the name).
 //!
 //! Pub/sub channels (not keys) of ours: `N_rs:lock:<name>` (a lock was released or broken),
 //! `N_rs:group:<G>` (`J<member>`, `L<member>`, `D`: joined, left, group deleted), and
@@ -109,6 +113,16 @@ impl Keys {
     /// The `N_joined` field of `member` in `group`.
     pub fn joined_field(&self, group: &Id, member: &Id) -> Vec<u8> {
         join(&[&self.joined_prefix(group), member.as_bytes()])
+    }
+
+    /// `N_rs:queue:<name>:order`: the lock's waiters in arrival order.
+    pub fn queue_order(&self, name: &Id) -> Vec<u8> {
+        join(&[&self.ns, b"_rs:queue:", name.as_bytes(), b":order"])
+    }
+
+    /// `N_rs:queue:<name>:lease`: the lock's waiters by expiry of their place.
+    pub fn queue_lease(&self, name: &Id) -> Vec<u8> {
+        join(&[&self.ns, b"_rs:queue:", name.as_bytes(), b":lease"])
     }
 
     /// `N_rs:lock:<name>`.
@@ -212,6 +226,18 @@ mod tests {
             assert!(!key.starts_with(b"_tooz_beats:"));
             assert_ne!(key, keys.groups());
         }
+        for name in ["x_lock", "group:a", "beats:b", "groups", "a:order", ""] {
+            let name = Id::from(name);
+            for key in [keys.queue_order(&name), keys.queue_lease(&name)] {
+                assert!(!key.ends_with(b"_lock"));
+                assert!(!key.starts_with(b"_tooz_group:"));
+                assert!(!key.starts_with(b"_tooz_beats:"));
+                assert_ne!(key, keys.groups());
+            }
+        }
+        let (a, b) = (Id::from("a"), Id::from("a:order"));
+        assert_ne!(keys.queue_lease(&b), keys.queue_order(&a));
+        assert_ne!(keys.queue_order(&b), keys.queue_order(&a));
     }
 
     #[test]

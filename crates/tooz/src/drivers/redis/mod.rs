@@ -53,8 +53,20 @@
 //! Release compares the token then deletes (redis-py's script) and publishes on
 //! `N_rs:lock:<name>`; a waiter subscribes there before its last try, so it learns of a
 //! release by one of us within one message; releases nobody announces (Python tooz, expiry)
-//! are caught by retrying every min(PTTL of the key, `poll_cap`). Waiters are not queued:
-//! whoever tries first after a release wins.
+//! are caught by retrying every min(PTTL of the key, `poll_cap`).
+//!
+//! Our waiters queue, first come first served: a busy attempt of `acquire` also puts its
+//! token in the lock's queue (`N_rs:queue:<name>:order`, scored by arrival, and
+//! `N_rs:queue:<name>:lease`, scored by expiry; see the `keys` module), in the same script.
+//! While the queue has a live head, the acquire script refuses every other token of ours
+//! (`try_acquire` included), so a releasing client that asks again at once goes to the back
+//! and the head, woken by the release announcement, takes the lock on its next round trip.
+//! A place lives max(4 × `poll_cap`, 1 s) and every retry renews it, so a crashed waiter
+//! holds up a free lock at most that long; a waiter that gives up (timeout, dropped future)
+//! leaves the queue at once and wakes the next. When nobody waits, the queue costs one
+//! `EXISTS` inside the acquire script: still one round trip. Python tooz's clients do not
+//! queue: they keep `SET NX PX` on the lock key, which still excludes everyone both ways,
+//! and may take a free lock ahead of our queue.
 //!
 //! The heartbeat (every window / 4) refreshes the beat key and every held lock (compare
 //! token then `PEXPIRE`). A lock whose key is gone or holds another token is lost: the
@@ -159,6 +171,7 @@ pub(crate) fn build(url: &DriverUrl, member: &Id) -> Result<Arc<dyn Driver>> {
     let keys = Keys::new(&cfg.namespace);
     Ok(Arc::new(RedisDriver {
         lock_ttl: millis(cfg.lock_timeout),
+        queue_lease: millis(queue_lease(&cfg)),
         session_prefix: keys.session_prefix(),
         epoch_args: (
             EPOCH_BASE_MS.to_string().into_bytes(),
@@ -177,6 +190,8 @@ pub struct RedisDriver {
     keys: Keys,
     /// The lock TTL in ms, as an argument.
     lock_ttl: Vec<u8>,
+    /// How long a waiter's place in a lock queue lives without a retry, in ms.
+    queue_lease: Vec<u8>,
     /// `N_rs:session:`.
     session_prefix: Vec<u8>,
     /// The epoch base and counter limit, as arguments.
@@ -244,6 +259,12 @@ fn member_not_joined(group: &Id, member: &Id) -> Error {
     }
 }
 
+/// How long a waiter's place in a lock queue lives: a waiter retries (and so renews it) at
+/// least every `poll_cap`; a crashed waiter holds up a free lock at most this long.
+fn queue_lease(cfg: &Config) -> Duration {
+    (cfg.poll_cap * 4).max(Duration::from_secs(1))
+}
+
 fn millis(d: Duration) -> Vec<u8> {
     d.as_millis().max(1).to_string().into_bytes()
 }
@@ -287,6 +308,61 @@ impl Drop for InFlight {
                 tracing::warn!(lock = %name, %error, "releasing an abandoned acquisition failed");
             }
         });
+    }
+}
+
+/// Gives up a place in a lock's queue when a wait ends without the lock (timeout, error,
+/// or its future dropped), so that the next waiter need not wait for the place to expire.
+struct Queued {
+    armed: bool,
+    session: Arc<Session>,
+    keys: Keys,
+    name: Id,
+    token: String,
+}
+
+impl Queued {
+    async fn leave(mut self) {
+        self.armed = false;
+        dequeue(&self.session, &self.keys, &self.name, &self.token).await;
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (session, keys) = (self.session.clone(), self.keys.clone());
+        let (name, token) = (self.name.clone(), std::mem::take(&mut self.token));
+        let runtime = session.runtime.clone();
+        runtime.spawn(async move { dequeue(&session, &keys, &name, &token).await });
+    }
+}
+
+/// An acquisition took the waiter's place off the queue itself.
+fn disarm(mut queued: Queued) {
+    queued.armed = false;
+}
+
+async fn dequeue(session: &Session, keys: &Keys, name: &Id, token: &str) {
+    let (order, lease, lock) = (
+        keys.queue_order(name),
+        keys.queue_lease(name),
+        keys.lock(name),
+    );
+    let channel = keys.lock_channel(name);
+    let left = session
+        .link
+        .eval(
+            &Scripts::get().dequeue,
+            &[&order, &lease, &lock],
+            &[token.as_bytes(), &channel],
+            true,
+        )
+        .await;
+    if let Err(error) = left {
+        tracing::warn!(lock = %name, %error, "leaving the lock queue failed (the place expires)");
     }
 }
 
@@ -365,18 +441,27 @@ impl RedisDriver {
         Ok((keys::decode_caps(&caps)?, ttl, joined))
     }
 
-    fn lock_keys(&self, name: &Id) -> [Vec<u8>; 4] {
+    fn lock_keys(&self, name: &Id) -> [Vec<u8>; 6] {
         [
             self.keys.lock(name),
             self.keys.fencing(),
             self.keys.holders(),
             self.keys.epoch(),
+            self.keys.queue_order(name),
+            self.keys.queue_lease(name),
         ]
     }
 
-    /// One acquisition attempt (one round trip; two with `wait_replicas`).
-    async fn attempt(&self, session: &Arc<Session>, req: &LockRequest) -> Result<Attempt> {
+    /// One acquisition attempt (one round trip; two with `wait_replicas`). With `queue`, a
+    /// busy attempt takes (or renews) a place in the lock's queue.
+    async fn attempt(
+        &self,
+        session: &Arc<Session>,
+        req: &LockRequest,
+        queue: bool,
+    ) -> Result<Attempt> {
         let keys = self.lock_keys(&req.name);
+        let lease: &[u8] = if queue { &self.queue_lease } else { b"0" };
         let (ttl, prefix) = (&self.lock_ttl, &self.session_prefix);
         let (base, limit) = (&self.epoch_args.0, &self.epoch_args.1);
         let mut guard = InFlight {
@@ -391,8 +476,9 @@ impl RedisDriver {
         let reply = session
             .link
             .run(true, |conn| async move {
-                let key_refs: [&[u8]; 4] = [&keys[0], &keys[1], &keys[2], &keys[3]];
-                let args: [&[u8]; 9] = [
+                let key_refs: [&[u8]; 6] =
+                    [&keys[0], &keys[1], &keys[2], &keys[3], &keys[4], &keys[5]];
+                let args: [&[u8]; 10] = [
                     req.nonce.as_bytes(),
                     ttl,
                     req.name.as_bytes(),
@@ -402,6 +488,7 @@ impl RedisDriver {
                     prefix,
                     base,
                     limit,
+                    lease,
                 ];
                 if wait.0 == 0 {
                     return eval_on(&conn, &Scripts::get().acquire, &key_refs, &args)
@@ -747,7 +834,7 @@ impl Driver for RedisDriver {
     async fn lock_try_acquire(&self, req: &LockRequest) -> Result<Option<FencingToken>> {
         debug_assert_eq!(req.mode, LockMode::Exclusive);
         let session = self.session()?;
-        match self.attempt(&session, req).await? {
+        match self.attempt(&session, req, false).await? {
             Attempt::Acquired(token) => Ok(Some(token)),
             Attempt::Busy(_) => Ok(None),
         }
@@ -759,14 +846,26 @@ impl Driver for RedisDriver {
         deadline: Option<Instant>,
     ) -> Result<Option<FencingToken>> {
         let session = self.session()?;
-        if let Attempt::Acquired(token) = self.attempt(&session, req).await? {
+        // From the first busy attempt on, this waiter has a place in the queue.
+        let queued = Queued {
+            armed: true,
+            session: session.clone(),
+            keys: self.keys.clone(),
+            name: req.name.clone(),
+            token: req.nonce.clone(),
+        };
+        if let Attempt::Acquired(token) = self.attempt(&session, req, true).await? {
+            disarm(queued);
             return Ok(Some(token));
         }
         // Subscribed before the next try: a release after that try is announced to us.
         let mut released = session.feed.watch_lock(&req.name).await;
         loop {
-            let pttl = match self.attempt(&session, req).await? {
-                Attempt::Acquired(token) => return Ok(Some(token)),
+            let pttl = match self.attempt(&session, req, true).await? {
+                Attempt::Acquired(token) => {
+                    disarm(queued);
+                    return Ok(Some(token));
+                }
                 Attempt::Busy(pttl) => pttl,
             };
             let mut nap = self.cfg.poll_cap;
@@ -782,7 +881,10 @@ impl Driver for RedisDriver {
             tokio::select! {
                 _ = released.changed() => {}
                 _ = tokio::time::sleep(nap) => {}
-                _ = give_up => return Ok(None),
+                _ = give_up => {
+                    queued.leave().await;
+                    return Ok(None);
+                }
             }
         }
     }

@@ -5,8 +5,8 @@
 //! `update_capabilities` answer its codes), and additionally publish exact membership events
 //! and garbage-collect members whose beat key is gone. Lock scripts keep redis-py's lock
 //! semantics on the lock key (`SET NX PX` with a token; release = compare token then `DEL`;
-//! refresh = compare token then `PEXPIRE`) and maintain our fencing counter and holder record
-//! in the same step.
+//! refresh = compare token then `PEXPIRE`) and maintain our fencing counter, holder record and
+//! waiter queue in the same step.
 
 use std::sync::OnceLock;
 
@@ -201,26 +201,88 @@ local function fmt(n)
 end
 "#;
 
-/// KEYS: lock key, fencing hash, holders hash, epoch hash. ARGV: token, TTL in ms, lock name,
-/// session id, member, the master's run id, session channel prefix, epoch base, counter limit.
+/// The waiter queue of a lock (KEYS[5]: tokens by arrival, KEYS[6]: the same by expiry).
+/// `queue_now` reads the server clock; `enqueue` adds or refreshes ARGV[1] with a place that
+/// lives ARGV[10] ms (an existing place keeps its arrival); `queue_head` drops expired places
+/// and answers the first live token and its expiry.
+const QUEUE: &str = r#"
+local function queue_now()
+  local t = redis.call('TIME')
+  local s, us = tonumber(t[1]), tonumber(t[2])
+  return s * 1000 + math.floor(us / 1000), string.format('%.0f', s * 1000000 + us)
+end
+local function enqueue(lease)
+  local ms, us = queue_now()
+  redis.call('ZADD', KEYS[5], 'NX', us, ARGV[1])
+  redis.call('ZADD', KEYS[6], string.format('%.0f', ms + lease), ARGV[1])
+  for _, key in ipairs({KEYS[5], KEYS[6]}) do
+    if redis.call('PTTL', key) < lease then
+      redis.call('PEXPIRE', key, lease)
+    end
+  end
+end
+local function queue_head()
+  local ms = queue_now()
+  local dead = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', ms, 'LIMIT', 0, 100)
+  if #dead > 0 then
+    redis.call('ZREM', KEYS[5], unpack(dead))
+    redis.call('ZREM', KEYS[6], unpack(dead))
+  end
+  for _ = 1, 100 do
+    local head = redis.call('ZRANGE', KEYS[5], 0, 0)[1]
+    if not head then
+      return nil, 0
+    end
+    local expiry = redis.call('ZSCORE', KEYS[6], head)
+    if expiry then
+      return head, tonumber(expiry) - ms
+    end
+    redis.call('ZREM', KEYS[5], head)
+  end
+  return nil, 0
+end
+"#;
+
+/// KEYS: lock key, fencing hash, holders hash, epoch hash, queue by arrival, queue by expiry.
+/// ARGV: token, TTL in ms, lock name, session id, member, the master's run id, session
+/// channel prefix, epoch base, counter limit, lifetime in ms of a place in the queue (`0`:
+/// do not queue, a try).
 ///
 /// Answers `{1, epoch, counter}` when acquired (again, if this token already holds it: a
-/// retried attempt), else `{0, PTTL of the lock key}`. A stale holder record of ours for
-/// another token means that holder's key expired: it is told on its session channel.
+/// retried attempt), else `{0, ms after which to try again}`: the PTTL of the lock key, or
+/// while the lock is free but another token heads the queue, the remaining life of its place.
+/// A busy attempt with a lifetime queues (or keeps its place). A stale holder record of ours
+/// for another token means that holder's key expired: it is told on its session channel.
+/// When nobody waits, the queue costs one `EXISTS`.
 const ACQUIRE: &str = r#"
+local lease = tonumber(ARGV[10])
 local current = redis.call('GET', KEYS[1])
-if current then
-  if current == ARGV[1] then
-    local rec = redis.call('HGET', KEYS[3], ARGV[3])
-    if rec then
-      local _, _, n, e, c = string.find(rec, '^(%S+) %S+ (%d+) (%d+) ')
-      if n == ARGV[1] then
-        return {1, tonumber(e), tonumber(c)}
-      end
-    end
-    return {1, 0, 0}
+if current and current ~= ARGV[1] then
+  if lease > 0 then
+    enqueue(lease)
   end
   return {0, redis.call('PTTL', KEYS[1])}
+end
+if redis.call('EXISTS', KEYS[5]) == 1 then
+  local head, left = queue_head()
+  if head and head ~= ARGV[1] and not current then
+    if lease > 0 then
+      enqueue(lease)
+    end
+    return {0, math.max(1, left)}
+  end
+  redis.call('ZREM', KEYS[5], ARGV[1])
+  redis.call('ZREM', KEYS[6], ARGV[1])
+end
+if current then
+  local rec = redis.call('HGET', KEYS[3], ARGV[3])
+  if rec then
+    local _, _, n, e, c = string.find(rec, '^(%S+) %S+ (%d+) (%d+) ')
+    if n == ARGV[1] then
+      return {1, tonumber(e), tonumber(c)}
+    end
+  end
+  return {1, 0, 0}
 end
 local previous = redis.call('HGET', KEYS[3], ARGV[3])
 if previous then
@@ -266,6 +328,17 @@ redis.call('DEL', KEYS[1])
 redis.call('HDEL', KEYS[2], ARGV[2])
 redis.call('PUBLISH', ARGV[3], 'R')
 return 1
+"#;
+
+/// KEYS: queue by arrival, queue by expiry, lock key. ARGV: token, lock channel. Gives up a
+/// place in the queue; if the lock is free, the next waiter is told.
+const DEQUEUE: &str = r#"
+local removed = redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if removed == 1 and redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('PUBLISH', ARGV[2], 'R')
+end
+return removed
 "#;
 
 /// KEYS: lock key. ARGV: token, TTL in ms. redis-py's reacquire.
@@ -359,6 +432,7 @@ pub(super) struct Scripts {
     pub update_capabilities: Lua,
     pub acquire: Lua,
     pub release: Lua,
+    pub dequeue: Lua,
     pub refresh: Lua,
     pub break_lock: Lua,
     pub holder: Lua,
@@ -376,8 +450,9 @@ impl Scripts {
             members: Lua::new(format!("{HDEL_CHUNKED}{MEMBERS}")),
             member: Lua::new(MEMBER.into()),
             update_capabilities: Lua::new(UPDATE_CAPABILITIES.into()),
-            acquire: Lua::new(format!("{EFFECTS}{BUMP}{ACQUIRE}")),
+            acquire: Lua::new(format!("{EFFECTS}{BUMP}{QUEUE}{ACQUIRE}")),
             release: Lua::new(RELEASE.into()),
+            dequeue: Lua::new(DEQUEUE.into()),
             refresh: Lua::new(REFRESH.into()),
             break_lock: Lua::new(BREAK.into()),
             holder: Lua::new(HOLDER.into()),
@@ -385,7 +460,7 @@ impl Scripts {
     }
 
     /// Every script, to load them when connecting.
-    pub fn all(&self) -> [&Lua; 12] {
+    pub fn all(&self) -> [&Lua; 13] {
         [
             &self.create_group,
             &self.delete_group,
@@ -396,6 +471,7 @@ impl Scripts {
             &self.update_capabilities,
             &self.acquire,
             &self.release,
+            &self.dequeue,
             &self.refresh,
             &self.break_lock,
             &self.holder,
