@@ -101,6 +101,22 @@ pub enum Command {
     /// List the drivers: scheme, aliases, availability, characteristics, supported API
     Drivers,
 
+    /// Measure a backend: locks, hand-off, membership, watch, fail-over, memory, the floor
+    ///
+    /// For each URL, in one run: lock acquire + release (1 client; 16 clients on 16 locks),
+    /// contended hand-off, join + leave, get_members with 10, 1,000 and 10,000 members, watch
+    /// latency seen by another process, election fail-over, resident memory, and the server's
+    /// own round trip (the floor); with --python, Python tooz's figures in the same run.
+    /// Every loop is bounded in count and time; nothing is asserted.
+    Bench(BenchArgs),
+
+    /// The watcher process of `tooz bench` (prints each join with a monotonic timestamp)
+    #[command(hide = true)]
+    BenchWatcher {
+        /// The group to watch.
+        group: String,
+    },
+
     /// Print a shell completion script
     ///
     /// bash: tooz completions bash > ~/.local/share/bash-completion/completions/tooz
@@ -186,6 +202,43 @@ pub struct ElectArgs {
     /// The command to run while leader, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<OsString>,
+}
+
+/// `tooz bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Backend URLs to measure, one after the other (e.g. zake:// redis://127.0.0.1:6379)
+    #[arg(required = true, value_name = "URL")]
+    pub urls: Vec<String>,
+
+    /// Tiny counts and fractions of a second per measure: checks that the harness runs
+    #[arg(long)]
+    pub short: bool,
+
+    /// Python interpreter with tooz installed, to measure Python tooz in the same run
+    #[arg(
+        long,
+        env = "TOOZ_BENCH_PYTHON",
+        hide_env_values = true,
+        value_name = "PATH"
+    )]
+    pub python: Option<std::path::PathBuf>,
+
+    /// The Python side of the harness
+    #[arg(long, value_name = "PATH", default_value = "bench/python_bench.py")]
+    pub python_script: std::path::PathBuf,
+
+    /// Measure only resident memory (run as a fresh child process by `tooz bench`)
+    #[arg(long, hide = true)]
+    pub memory_only: bool,
+
+    /// Also write the JSON report to FILE
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<std::path::PathBuf>,
+
+    /// Regenerate the generated section of this Markdown file (and SVG plots beside it)
+    #[arg(long, value_name = "FILE")]
+    pub docs: Option<std::path::PathBuf>,
 }
 
 /// `tooz partition`.

@@ -8,6 +8,7 @@
 // The doc comments of `cli` are the `--help` text, written for a terminal, not for rustdoc.
 #![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
 
+mod bench;
 mod child;
 mod cli;
 mod connect;
@@ -79,6 +80,8 @@ async fn run(cli: &Cli) -> Outcome {
         Command::Leader { group } => elect::leader(global, group).await,
         Command::Partition(args) => partition::run(global, args).await,
         Command::Drivers => drivers::run(global),
+        Command::Bench(args) => bench::run(global, args).await,
+        Command::BenchWatcher { group } => bench::watcher(global, group).await,
         Command::Completions { shell } => manual::completions(*shell),
         Command::Man { command } => manual::man(command),
     };

@@ -1,0 +1,254 @@
+//! The floor: the backend's own cheapest round trip on the same kind of connection the driver
+//! uses, with no tooz code in the way, so each figure can be read as a fraction of what the
+//! server (or kernel) allows.
+//!
+//! - redis: `PING` written as RESP on one plain TCP connection;
+//! - zookeeper: `exists /` on one session, the protocol written by hand on one TCP connection;
+//! - file: `flock(LOCK_EX)` + `flock(LOCK_UN)` on one open file in the driver's directory;
+//! - ipc: a System V semaphore `semop` down + up;
+//! - zake: none (an in-process server has no round trip).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::measures::{percentiles, Ctx, Figures};
+
+/// Runs `op` in a loop bounded by count and time; returns rate and latencies.
+fn timed(ctx: &Ctx, what: &str, mut op: impl FnMut() -> std::io::Result<()>) -> Figures {
+    let (limit, window) = (
+        ctx.pick(100_000, 200),
+        ctx.pick(Duration::from_secs(2), Duration::from_millis(100)),
+    );
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while samples.len() < limit && start.elapsed() < window {
+        let t = Instant::now();
+        op().map_err(|e| format!("{what}: {e}"))?;
+        samples.push(t.elapsed());
+    }
+    let per_s = samples.len() as f64 / start.elapsed().as_secs_f64();
+    let mut figures = percentiles(&mut samples);
+    figures["op"] = json!(what);
+    figures["per_s"] = json!(per_s);
+    Ok(figures)
+}
+
+/// The floor of `ctx.url`'s backend, and the server's version where it tells.
+pub fn measure(ctx: &Ctx) -> (Figures, Option<String>) {
+    let url = match tooz::DriverUrl::parse(&ctx.url) {
+        Ok(url) => url,
+        Err(e) => return (Err(e.to_string()), None),
+    };
+    let scheme = tooz::drivers::lookup(url.scheme())
+        .map(|e| e.scheme)
+        .unwrap_or("");
+    match scheme {
+        "redis" => redis(ctx, &url),
+        "zookeeper" => zookeeper(ctx, &url),
+        "file" => (file(ctx, &url.path()), None),
+        "ipc" => (ipc(ctx), None),
+        "zake" => (
+            Err("in-process driver: no server, no round trip".into()),
+            None,
+        ),
+        other => (Err(format!("no floor written for `{other}`")), None),
+    }
+}
+
+fn connect(url: &tooz::DriverUrl, default_port: u16) -> Result<TcpStream, String> {
+    let host = url.host().unwrap_or("127.0.0.1");
+    let port = url.port().unwrap_or(default_port);
+    let stream = TcpStream::connect((host, port)).map_err(|e| format!("{host}:{port}: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    Ok(stream)
+}
+
+fn redis(ctx: &Ctx, url: &tooz::DriverUrl) -> (Figures, Option<String>) {
+    if ctx.url.contains("sentinel=") {
+        return (
+            Err("behind Sentinel: the floor is taken on the master's own URL".into()),
+            None,
+        );
+    }
+    let mut stream = match connect(url, 6379) {
+        Ok(s) => s,
+        Err(e) => return (Err(e), None),
+    };
+    if let Some(password) = url.password() {
+        let user = url.username().unwrap_or_else(|| "default".into());
+        let auth = resp(&["AUTH", &user, &password]);
+        if let Err(e) = stream
+            .write_all(&auth)
+            .and_then(|_| read_reply(&mut stream))
+        {
+            return (Err(e.to_string()), None);
+        }
+    }
+    let version = stream
+        .write_all(&resp(&["INFO", "server"]))
+        .and_then(|_| read_reply(&mut stream))
+        .ok()
+        .and_then(|info| {
+            String::from_utf8_lossy(&info).lines().find_map(|l| {
+                l.strip_prefix("redis_version:")
+                    .map(|v| v.trim().to_string())
+            })
+        })
+        .map(|v| format!("Redis {v}"));
+    let ping = resp(&["PING"]);
+    let figures = timed(ctx, "PING", || {
+        stream.write_all(&ping)?;
+        read_reply(&mut stream).map(|_| ())
+    });
+    (figures, version)
+}
+
+fn resp(words: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", words.len()).into_bytes();
+    for w in words {
+        out.extend_from_slice(format!("${}\r\n{w}\r\n", w.len()).as_bytes());
+    }
+    out
+}
+
+/// Reads one RESP reply (simple string, error, integer or bulk string).
+fn read_reply(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        stream.read_exact(&mut byte)?;
+        line.push(byte[0]);
+    }
+    match line[0] {
+        b'$' => {
+            let len: i64 = String::from_utf8_lossy(&line[1..line.len() - 2])
+                .parse()
+                .unwrap_or(-1);
+            if len < 0 {
+                return Ok(Vec::new());
+            }
+            let mut body = vec![0u8; len as usize + 2];
+            stream.read_exact(&mut body)?;
+            body.truncate(len as usize);
+            Ok(body)
+        }
+        b'-' => Err(std::io::Error::other(
+            String::from_utf8_lossy(&line).trim().to_string(),
+        )),
+        _ => Ok(line),
+    }
+}
+
+fn zookeeper(ctx: &Ctx, url: &tooz::DriverUrl) -> (Figures, Option<String>) {
+    let version = connect(url, 2181).ok().and_then(|mut s| {
+        s.write_all(b"srvr").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("Zookeeper version: "))
+            .map(|v| format!("ZooKeeper {}", v.split(['-', ',']).next().unwrap_or(v)))
+    });
+    let figures = (|| {
+        let mut stream = connect(url, 2181)?;
+        // ConnectRequest: protocol version, last zxid, timeout, session id, password.
+        let mut connect = Vec::new();
+        connect.extend_from_slice(&0i32.to_be_bytes());
+        connect.extend_from_slice(&0i64.to_be_bytes());
+        connect.extend_from_slice(&10_000i32.to_be_bytes());
+        connect.extend_from_slice(&0i64.to_be_bytes());
+        connect.extend_from_slice(&16i32.to_be_bytes());
+        connect.extend_from_slice(&[0u8; 16]);
+        zk_call(&mut stream, &connect).map_err(|e| format!("connect: {e}"))?;
+        let mut xid = 0i32;
+        let figures = timed(ctx, "exists /", || {
+            xid += 1;
+            let mut request = Vec::new();
+            request.extend_from_slice(&xid.to_be_bytes());
+            request.extend_from_slice(&3i32.to_be_bytes()); // exists
+            request.extend_from_slice(&1i32.to_be_bytes());
+            request.push(b'/');
+            request.push(0); // no watch
+            let reply = zk_call(&mut stream, &request)?;
+            let err = reply
+                .get(12..16)
+                .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+            match err {
+                Some(0) => Ok(()),
+                other => Err(std::io::Error::other(format!("exists error {other:?}"))),
+            }
+        });
+        // closeSession
+        let mut close = Vec::new();
+        close.extend_from_slice(&(xid + 1).to_be_bytes());
+        close.extend_from_slice(&(-11i32).to_be_bytes());
+        let _ = zk_call(&mut stream, &close);
+        figures
+    })();
+    (figures, version)
+}
+
+/// Writes one length-prefixed frame, reads one back.
+fn zk_call(stream: &mut TcpStream, body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(body);
+    stream.write_all(&frame)?;
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len)?;
+    let mut reply = vec![0u8; i32::from_be_bytes(len).max(0) as usize];
+    stream.read_exact(&mut reply)?;
+    Ok(reply)
+}
+
+fn file(ctx: &Ctx, dir: &str) -> Figures {
+    use std::os::fd::AsRawFd;
+    let path = std::path::Path::new(dir).join(format!(".{}-floor", ctx.prefix));
+    let file = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let fd = file.as_raw_fd();
+    let figures = timed(ctx, "flock lock + unlock", || {
+        // SAFETY: fd is an open descriptor owned by `file`.
+        let ok =
+            unsafe { libc::flock(fd, libc::LOCK_EX) == 0 && libc::flock(fd, libc::LOCK_UN) == 0 };
+        if ok {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    });
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    figures
+}
+
+fn ipc(ctx: &Ctx) -> Figures {
+    // SAFETY: a private semaphore set of one, removed below; semop gets valid sembufs.
+    unsafe {
+        let id = libc::semget(libc::IPC_PRIVATE, 1, 0o600);
+        if id < 0 {
+            return Err(std::io::Error::last_os_error().to_string());
+        }
+        libc::semctl(id, 0, libc::SETVAL, 1);
+        let figures = timed(ctx, "semop down + up", || {
+            let mut down = libc::sembuf {
+                sem_num: 0,
+                sem_op: -1,
+                sem_flg: 0,
+            };
+            let mut up = libc::sembuf {
+                sem_num: 0,
+                sem_op: 1,
+                sem_flg: 0,
+            };
+            if libc::semop(id, &mut down, 1) == 0 && libc::semop(id, &mut up, 1) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+        libc::semctl(id, 0, libc::IPC_RMID);
+        figures
+    }
+}
