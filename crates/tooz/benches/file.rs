@@ -8,22 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use tooz::Coordinator;
+mod support;
+
+use support::{fairness, percentile, started};
 
 const ITERATIONS: usize = 50_000;
 const HANDOFFS: usize = 2_000;
 const MEMBERS: usize = 1_000;
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort_unstable();
-    samples[((samples.len() as f64 - 1.0) * p).round() as usize]
-}
-
-async fn started(url: &str, member: &str) -> Coordinator {
-    let coord = Coordinator::connect(url, member).await.unwrap();
-    coord.start().await.unwrap();
-    coord
-}
 
 async fn run(url: &str) {
     let coord = started(url, "bench").await;
@@ -86,70 +77,6 @@ async fn run(url: &str) {
     std::mem::forget(members);
 }
 
-const CONTENDER_ENV: &str = "TOOZ_BENCH_FILE_CONTENDER";
-const CONTENTION: Duration = Duration::from_secs(2);
-const HOLD: Duration = Duration::from_millis(1);
-
-/// One free-running contender: acquire, hold, release, again, for `CONTENTION`. Prints its
-/// acquisitions and its longest wait in units of the hold time.
-async fn contend(url: &str) {
-    let coord = started(url, &format!("contender-{}", std::process::id())).await;
-    let lock = coord.lock("fairness");
-    let (mut count, mut longest) = (0u64, Duration::ZERO);
-    let end = Instant::now() + CONTENTION;
-    while Instant::now() < end {
-        let asked = Instant::now();
-        let guard = lock.acquire().await.unwrap();
-        longest = longest.max(asked.elapsed());
-        let held = Instant::now();
-        while held.elapsed() < HOLD {
-            std::hint::spin_loop();
-        }
-        guard.release().await.unwrap();
-        count += 1;
-    }
-    let ratio = longest.as_secs_f64() / HOLD.as_secs_f64();
-    println!("{count} {ratio:.1}");
-}
-
-/// Two processes contend; reports each one's share and the longest wait in hold times.
-fn fairness(url: &str) {
-    let exe = std::env::current_exe().unwrap();
-    let children: Vec<_> = (0..2)
-        .map(|_| {
-            Command::new(&exe)
-                .env(CONTENDER_ENV, url)
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let mut results = Vec::new();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let mut fields = text.split_whitespace();
-        let count: u64 = fields.next().and_then(|c| c.parse().ok()).unwrap_or(0);
-        let ratio: f64 = fields
-            .next()
-            .and_then(|r| r.parse().ok())
-            .unwrap_or(f64::NAN);
-        results.push((count, ratio));
-    }
-    let total: u64 = results.iter().map(|r| r.0).sum();
-    let worst = results.iter().map(|r| r.1).fold(0.0, f64::max);
-    println!(
-        "contended_two_processes_acquisitions_per_s {:.0}",
-        total as f64 / CONTENTION.as_secs_f64()
-    );
-    println!(
-        "contended_share_of_each_process {:.2} {:.2}",
-        results[0].0 as f64 / total.max(1) as f64,
-        results[1].0 as f64 / total.max(1) as f64
-    );
-    println!("contended_longest_wait_in_hold_times {worst:.1}");
-}
-
 fn python() -> Option<PathBuf> {
     let path = std::env::var_os("TOOZ_PYTHON")
         .map(PathBuf::from)
@@ -160,9 +87,7 @@ fn python() -> Option<PathBuf> {
 }
 
 fn main() {
-    if let Ok(url) = std::env::var(CONTENDER_ENV) {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        runtime.block_on(contend(&url));
+    if support::run_contender_child() {
         return;
     }
     let dir = std::env::temp_dir().join(format!("tooz-bench-file-{}", std::process::id()));

@@ -21,11 +21,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tooz::{Coordinator, GroupEvent};
+
+mod support;
+
+use support::{fairness, percentile, started, unix_ns};
 
 /// Longest each throughput measurement runs (in total over its rounds).
 const SECONDS: Duration = Duration::from_secs(4);
@@ -41,94 +45,9 @@ const BIG: usize = 10_000;
 const WATCH_EVENTS: usize = 1_000;
 
 /// Child modes: the value is the server URL.
-const CONTENDER_ENV: &str = "TOOZ_BENCH_REDIS_CONTENDER";
 const WATCHER_ENV: &str = "TOOZ_BENCH_REDIS_WATCHER";
 /// The lock or group a child works on.
 const NAME_ENV: &str = "TOOZ_BENCH_REDIS_NAME";
-/// When contenders start (ms since 1970), so that both run the same 2 s.
-const START_ENV: &str = "TOOZ_BENCH_REDIS_START";
-const CONTENTION: Duration = Duration::from_secs(2);
-const HOLD: Duration = Duration::from_millis(1);
-
-fn unix_ns() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
-
-/// One free-running contender: acquire, hold, release, again, for `CONTENTION`. Prints its
-/// acquisitions and its longest wait in units of the hold time.
-async fn contend(url: &str) {
-    let name = std::env::var(NAME_ENV).unwrap();
-    let start_ms: u128 = std::env::var(START_ENV).unwrap().parse().unwrap();
-    let coord = started(url, &format!("contender-{}", std::process::id())).await;
-    let lock = coord.lock(name);
-    let wait_ms = (start_ms * 1_000_000).saturating_sub(unix_ns()) / 1_000_000;
-    tokio::time::sleep(Duration::from_millis(wait_ms.min(5_000) as u64)).await;
-    let (mut count, mut longest) = (0u64, Duration::ZERO);
-    let end = Instant::now() + CONTENTION;
-    while Instant::now() < end {
-        let asked = Instant::now();
-        let guard = lock.acquire_timeout(Duration::from_secs(10)).await.unwrap();
-        longest = longest.max(asked.elapsed());
-        let held = Instant::now();
-        while held.elapsed() < HOLD {
-            std::hint::spin_loop();
-        }
-        guard.release().await.unwrap();
-        count += 1;
-    }
-    let ratio = longest.as_secs_f64() / HOLD.as_secs_f64();
-    println!("{count} {ratio:.1}");
-    coord.stop().await.unwrap();
-}
-
-/// Two processes contend; reports the rate, each one's share and the longest wait.
-fn fairness(url: &str) {
-    let exe = std::env::current_exe().unwrap();
-    let name = format!("bench-fairness-{}", std::process::id());
-    let start = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        + 1_000;
-    let children: Vec<_> = (0..2)
-        .map(|_| {
-            Command::new(&exe)
-                .env(CONTENDER_ENV, url)
-                .env(NAME_ENV, &name)
-                .env(START_ENV, start.to_string())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let mut results = Vec::new();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let mut fields = text.split_whitespace();
-        let count: u64 = fields.next().and_then(|c| c.parse().ok()).unwrap_or(0);
-        let ratio: f64 = fields
-            .next()
-            .and_then(|r| r.parse().ok())
-            .unwrap_or(f64::NAN);
-        results.push((count, ratio));
-    }
-    let total: u64 = results.iter().map(|r| r.0).sum();
-    let worst = results.iter().map(|r| r.1).fold(0.0, f64::max);
-    println!(
-        "contended_two_processes_acquisitions_per_s {:.0}",
-        total as f64 / CONTENTION.as_secs_f64()
-    );
-    println!(
-        "contended_share_of_each_process {:.2} {:.2}",
-        results[0].0 as f64 / total.max(1) as f64,
-        results[1].0 as f64 / total.max(1) as f64
-    );
-    println!("contended_longest_wait_in_hold_times {worst:.1}");
-}
 
 /// The child watcher: prints `ready`, then `<J|L> <unix ns>` per event received, until
 /// `WATCH_EVENTS` events or 60 s.
@@ -256,17 +175,6 @@ async fn watch_across_processes(url: &str, coord: &Coordinator) {
     let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
     joiner.stop().await.unwrap();
     let _ = coord.delete_group(group).await;
-}
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort_unstable();
-    samples[((samples.len() as f64 - 1.0) * p).round() as usize]
-}
-
-async fn started(url: &str, member: &str) -> Coordinator {
-    let coord = Coordinator::connect(url, member).await.unwrap();
-    coord.start().await.unwrap();
-    coord
 }
 
 /// Runs `op` for `span` (at most `MAX_ITERATIONS` times); operations per second.
@@ -413,16 +321,13 @@ fn python() -> Option<PathBuf> {
 }
 
 fn main() {
-    for (env, child) in [(CONTENDER_ENV, true), (WATCHER_ENV, false)] {
-        if let Ok(url) = std::env::var(env) {
-            let runtime = tokio::runtime::Runtime::new().unwrap();
-            if child {
-                runtime.block_on(contend(&url));
-            } else {
-                runtime.block_on(watch_child(&url));
-            }
-            return;
-        }
+    if support::run_contender_child() {
+        return;
+    }
+    if let Ok(url) = std::env::var(WATCHER_ENV) {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(watch_child(&url));
+        return;
     }
     let url = std::env::var("TOOZ_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let runtime = tokio::runtime::Runtime::new().unwrap();
