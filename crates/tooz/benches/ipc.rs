@@ -10,20 +10,16 @@ use std::time::{Duration, Instant};
 
 use tooz::Coordinator;
 
+mod support;
+
+use support::{percentile, print_figures};
+
 const BATCHES: usize = 20;
 const BATCH: usize = 20_000;
 const HANDOFFS: usize = 5_000;
 
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort_unstable();
-    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[index]
-}
-
 async fn started(member: &str) -> Coordinator {
-    let coord = Coordinator::connect("ipc://", member).await.unwrap();
-    coord.start().await.unwrap();
-    coord
+    support::started("ipc://", member).await
 }
 
 fn unique(prefix: &str) -> String {
@@ -125,15 +121,5 @@ fn main() {
         acquire_release(&mut out).await;
         handoff(&mut out).await;
     });
-    if json {
-        let fields: Vec<String> = out
-            .iter()
-            .map(|(name, value, _)| format!("\"{name}\": {value:.3}"))
-            .collect();
-        println!("{{{}}}", fields.join(", "));
-    } else {
-        for (name, value, unit) in out {
-            println!("{name:<36} {value:>14.2} {unit}");
-        }
-    }
+    print_figures(&out, json);
 }

@@ -8,21 +8,15 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tooz::Coordinator;
 
+mod support;
+
+use support::{percentile, print_figures};
+
 const ITERATIONS: usize = 100_000;
 const LATENCY_SAMPLES: usize = 20_000;
 
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort_unstable();
-    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[index]
-}
-
 async fn started(server: &str, member: &str) -> Coordinator {
-    let coord = Coordinator::connect(&format!("zake://{server}"), member)
-        .await
-        .unwrap();
-    coord.start().await.unwrap();
-    coord
+    support::started(&format!("zake://{server}"), member).await
 }
 
 async fn acquire_release(out: &mut Vec<(String, f64, &'static str)>) {
@@ -139,15 +133,5 @@ fn main() {
         watch_latency(&mut out).await;
         idle_memory(&mut out).await;
     });
-    if json {
-        let fields: Vec<String> = out
-            .iter()
-            .map(|(name, value, _)| format!("\"{name}\": {value:.3}"))
-            .collect();
-        println!("{{{}}}", fields.join(", "));
-    } else {
-        for (name, value, unit) in out {
-            println!("{name:<36} {value:>14.2} {unit}");
-        }
-    }
+    print_figures(&out, json);
 }

@@ -26,6 +26,10 @@ use futures::StreamExt;
 use tooz::{Coordinator, GroupEvent};
 use zookeeper_client::{Acls, Client, CreateMode};
 
+mod support;
+
+use support::{percentile, started};
+
 /// How long each throughput measurement runs.
 const RUN: Duration = Duration::from_secs(3);
 const HANDOFF_ROUNDS: usize = 300;
@@ -35,19 +39,8 @@ const WATCH_SAMPLES: usize = 300;
 /// Longest the big-group setup may take before it gives up.
 const BIG_SETUP_LIMIT: Duration = Duration::from_secs(240);
 
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort_unstable();
-    samples[((samples.len() as f64 - 1.0) * p).round() as usize]
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-async fn started(url: &str, member: &str) -> Coordinator {
-    let coord = Coordinator::connect(url, member).await.unwrap();
-    coord.start().await.unwrap();
-    coord
 }
 
 /// Runs `op` repeatedly for `RUN`; returns operations per second.

@@ -29,6 +29,21 @@ pub async fn started(url: &str, member: &str) -> Coordinator {
     coord
 }
 
+/// Prints `(name, value, unit)` figures as aligned lines, or as one JSON object with `json`.
+pub fn print_figures(out: &[(String, f64, &'static str)], json: bool) {
+    if json {
+        let fields: Vec<String> = out
+            .iter()
+            .map(|(name, value, _)| format!("\"{name}\": {value:.3}"))
+            .collect();
+        println!("{{{}}}", fields.join(", "));
+    } else {
+        for (name, value, unit) in out {
+            println!("{name:<36} {value:>14.2} {unit}");
+        }
+    }
+}
+
 /// Nanoseconds since 1970, comparable across processes.
 pub fn unix_ns() -> u128 {
     SystemTime::now()
