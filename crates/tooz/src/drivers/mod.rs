@@ -16,6 +16,8 @@ pub mod file;
 pub mod ipc;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(any(feature = "redis-tls", feature = "zookeeper-tls"))]
+mod tls;
 #[cfg(feature = "zake")]
 pub mod zake;
 #[cfg(feature = "zookeeper")]

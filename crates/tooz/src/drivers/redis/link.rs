@@ -116,6 +116,7 @@ fn config_error(e: RedisError) -> Error {
 
 #[cfg(feature = "redis-tls")]
 fn certificates(tls: &super::options::Tls) -> Result<redis::TlsCertificates> {
+    crate::drivers::tls::ensure_default_provider();
     let read = |path: &std::path::Path| {
         std::fs::read(path).map_err(|e| Error::Backend {
             driver: "redis",

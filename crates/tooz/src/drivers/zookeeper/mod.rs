@@ -12,7 +12,11 @@
 //! | `hosts` | — | more `host:port`s, repeatable (Python tooz's form of a host list) |
 //! | `randomize_hosts` | `true` | try the hosts in random order |
 //! | `connection_timeout` | 2/5 of `timeout` | idle time after which a connection counts as broken |
-//! | `use_ssl`, `verify_certs`, `ca`, `certfile`, `keyfile`, `keyfile_password` | — | Python tooz's TLS options: accepted, but `use_ssl=true` is refused (see Limits) |
+//! | `use_ssl` | `false` | TLS to every server (cargo feature `zookeeper-tls`; without it `true` is refused) |
+//! | `ca` | the system's bundle | PEM file of the CA certificates the servers' must chain to |
+//! | `certfile`, `keyfile` | — | PEM client certificate and its unencrypted key, for servers that require one |
+//! | `verify_certs` | `true` | `false` skips the host name check (the chain is still checked) |
+//! | `keyfile_password` | — | refused: encrypted keys are not supported |
 //! | `handler` | — | Python tooz's kazoo handler: only `threading`, ignored |
 //! | `poll_interval`, `lock_timeout`, `membership_timeout`, `leader_timeout` | — | common options; nothing here uses them |
 //!
@@ -66,9 +70,12 @@
 //!
 //! # Limits
 //!
-//! * TLS is not available: the client library's TLS support hard-wires the aws-lc-rs
-//!   crypto provider (a C library built from source), which this crate does not pull in;
-//!   `use_ssl=true` is refused with an error rather than silently connecting in clear.
+//! * TLS needs the `zookeeper-tls` cargo feature: the client library's TLS support also
+//!   compiles the aws-lc-rs crypto provider (C code, built by the system compiler). The driver
+//!   installs ring as the process's rustls provider if the application set none. The server
+//!   needs ZooKeeper's Netty connection factory and a `secureClientPort`. Python tooz's
+//!   `verify_certs=false` (no check at all) is weaker than what is offered here: only the
+//!   host name check can be skipped, and the certificate must still chain to `ca`.
 //! * Shared locks: kazoo's lock has no shared mode here (not implemented).
 //! * A lock's holder may not know it lost the lock until its client notices the session
 //!   expired: from `Suspended` on, treat what is held as at risk (and use fencing tokens).

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::url::{DriverUrl, OptionKind, OptionSpec, COMMON_OPTIONS};
+use crate::url::{DriverUrl, OptionKind, OptionSpec, Options, COMMON_OPTIONS};
 
 /// Session timeout when the URL gives none (Python tooz's `timeout` default).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,32 +31,33 @@ const EXTRA: [OptionSpec; 10] = [
     OptionSpec {
         name: "use_ssl",
         kind: OptionKind::Bool,
-        help: "TLS to the servers; not available in this build (`true` is refused)",
+        help: "TLS to every server (cargo feature `zookeeper-tls`)",
     },
     OptionSpec {
         name: "verify_certs",
         kind: OptionKind::Bool,
-        help: "TLS option of Python tooz; only meaningful with `use_ssl`",
+        help: "check that the server's certificate names its host (default true); \
+               the certificate must chain to `ca` either way",
     },
     OptionSpec {
         name: "ca",
         kind: OptionKind::Text,
-        help: "TLS option of Python tooz; only meaningful with `use_ssl`",
+        help: "PEM file of the CA certificates to trust (default: the system's bundle)",
     },
     OptionSpec {
         name: "certfile",
         kind: OptionKind::Text,
-        help: "TLS option of Python tooz; only meaningful with `use_ssl`",
+        help: "PEM file of the client certificate (with `keyfile`)",
     },
     OptionSpec {
         name: "keyfile",
         kind: OptionKind::Text,
-        help: "TLS option of Python tooz; only meaningful with `use_ssl`",
+        help: "PEM file of the client's unencrypted private key (with `certfile`)",
     },
     OptionSpec {
         name: "keyfile_password",
         kind: OptionKind::Secret,
-        help: "TLS option of Python tooz; only meaningful with `use_ssl`",
+        help: "password of an encrypted key: not supported (give an unencrypted key)",
     },
     OptionSpec {
         name: "handler",
@@ -98,6 +99,86 @@ pub struct Config {
     pub randomize_hosts: bool,
     /// Digest credentials `(user, password)` from the URL.
     pub digest: Option<(String, String)>,
+    /// TLS settings when `use_ssl=true`.
+    pub tls: Option<Tls>,
+}
+
+/// TLS settings, read from their files when the URL is parsed.
+#[cfg(feature = "zookeeper-tls")]
+pub type Tls = zookeeper_client::TlsOptions;
+/// TLS settings: never present in a build without the `zookeeper-tls` feature.
+#[cfg(not(feature = "zookeeper-tls"))]
+pub type Tls = std::convert::Infallible;
+
+/// The CA bundle used when `ca` is not given (Debian's).
+#[cfg(feature = "zookeeper-tls")]
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+#[cfg(feature = "zookeeper-tls")]
+fn tls_settings(options: &Options) -> Result<Option<Tls>> {
+    if options.bool("use_ssl") != Some(true) {
+        return Ok(None);
+    }
+    let invalid = |option: &str, value: &str, expected: String| Error::InvalidOption {
+        option: option.into(),
+        value: value.chars().take(256).collect(),
+        expected,
+    };
+    if options.text("keyfile_password").is_some() {
+        return Err(invalid(
+            "keyfile_password",
+            "(hidden)",
+            "no password: encrypted keys are not supported, give an unencrypted PEM key".into(),
+        ));
+    }
+    let read = |option: &str, path: &str| {
+        std::fs::read_to_string(path)
+            .map_err(|e| invalid(option, path, format!("a readable PEM file ({e})")))
+    };
+    let ca_path = options.text("ca").unwrap_or(SYSTEM_CA_BUNDLE);
+    let ca = read("ca", ca_path)?;
+    let mut tls = zookeeper_client::TlsOptions::new()
+        .with_pem_ca(&ca)
+        .map_err(|e| invalid("ca", ca_path, format!("PEM CA certificates ({e})")))?;
+    match (options.text("certfile"), options.text("keyfile")) {
+        (Some(cert_path), Some(key_path)) => {
+            let (cert, key) = (read("certfile", cert_path)?, read("keyfile", key_path)?);
+            tls = tls.with_pem_identity(&cert, &key).map_err(|e| {
+                invalid(
+                    "keyfile",
+                    key_path,
+                    format!("a PEM certificate and its unencrypted key ({e})"),
+                )
+            })?;
+        }
+        (None, None) => {}
+        (cert, _) => {
+            let (option, value) = match cert {
+                Some(cert) => ("certfile", cert),
+                None => ("keyfile", options.text("keyfile").unwrap_or_default()),
+            };
+            return Err(invalid(option, value, "`certfile` and `keyfile` together".into()));
+        }
+    }
+    if options.bool("verify_certs") == Some(false) {
+        // SAFETY (of the library's contract): only the host name check is skipped; the
+        // certificate must still chain to the trusted CAs.
+        tls = unsafe { tls.with_no_hostname_verification() };
+    }
+    Ok(Some(tls))
+}
+
+#[cfg(not(feature = "zookeeper-tls"))]
+fn tls_settings(options: &Options) -> Result<Option<Tls>> {
+    if options.bool("use_ssl") == Some(true) {
+        return Err(Error::InvalidOption {
+            option: "use_ssl".into(),
+            value: "true".into(),
+            expected: "`false`: this build has no TLS for ZooKeeper (cargo feature `zookeeper-tls`)"
+                .into(),
+        });
+    }
+    Ok(None)
 }
 
 impl std::fmt::Debug for Config {
@@ -108,6 +189,7 @@ impl std::fmt::Debug for Config {
             .field("namespace", &self.namespace)
             .field("timeout", &self.timeout)
             .field("digest_user", &self.digest.as_ref().map(|(u, _)| u))
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -120,14 +202,7 @@ impl Config {
             url: url.to_string(),
             reason,
         };
-        if options.bool("use_ssl") == Some(true) {
-            return Err(Error::InvalidOption {
-                option: "use_ssl".into(),
-                value: "true".into(),
-                expected: "`false`: this build has no TLS for ZooKeeper (see the driver docs)"
-                    .into(),
-            });
-        }
+        let tls = tls_settings(&options)?;
         if let Some(handler) = options.text("handler") {
             if handler != "threading" {
                 return Err(Error::InvalidOption {
@@ -189,6 +264,7 @@ impl Config {
             connection_timeout: options.duration("connection_timeout"),
             randomize_hosts: options.bool("randomize_hosts").unwrap_or(true),
             digest,
+            tls,
         })
     }
 
@@ -243,9 +319,11 @@ mod tests {
             Err(Error::UnknownOption { .. })
         ));
         assert!(matches!(
-            config("zookeeper://h:1?use_ssl=true"),
+            config("zookeeper://h:1?use_ssl=true&ca=/nonexistent/ca.pem"),
             Err(Error::InvalidOption { .. })
         ));
+        let refused = config("zookeeper://h:1?use_ssl=true&keyfile_password=s3cret").unwrap_err();
+        assert!(!refused.to_string().contains("s3cret"), "{refused}");
         assert!(matches!(
             config("zookeeper://h:1?handler=eventlet"),
             Err(Error::InvalidOption { .. })

@@ -123,6 +123,15 @@ impl Conn {
             connector = connector.with_fail_eagerly();
         }
         let hosts = config.connect_string();
+        #[cfg(feature = "zookeeper-tls")]
+        let connect = match &config.tls {
+            Some(tls) => {
+                crate::drivers::tls::ensure_default_provider();
+                futures::future::Either::Left(connector.with_tls(tls.clone()).secure_connect(&hosts))
+            }
+            None => futures::future::Either::Right(connector.connect(&hosts)),
+        };
+        #[cfg(not(feature = "zookeeper-tls"))]
         let connect = connector.connect(&hosts);
         let client = tokio::time::timeout(config.timeout + Duration::from_secs(1), connect)
             .await
