@@ -398,3 +398,52 @@ async fn a_killed_holder_frees_the_lock_when_its_session_expires() {
     guard.release().await.unwrap();
     me.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_waiter_whose_session_expires_queues_again() {
+    let Some(_ensemble) = ensemble().await else {
+        return;
+    };
+    let lock = unique("requeue");
+    let proxy = FaultProxy::start("127.0.0.1:2282".parse().unwrap())
+        .await
+        .unwrap();
+    let cut_url = format!("zookeeper://{}?timeout=2", proxy.addr());
+    let holder = started(ZK3, "requeue-holder").await;
+    let waiter_coord = started(&cut_url, "requeue-waiter").await;
+    let held = holder.lock(lock.as_str()).acquire().await.unwrap();
+    let seen = record_states(&waiter_coord);
+    let waiter = {
+        let (coord, lock) = (waiter_coord.clone(), lock.clone());
+        tokio::spawn(async move { coord.lock(lock.as_str()).acquire_timeout(WAIT).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiter.is_finished());
+
+    // Cut off past the session timeout: the waiter's node dies with its session.
+    proxy.black_hole();
+    wait_state(&waiter_coord, |s| s == ConnectionState::Lost).await;
+    proxy.heal();
+    wait_state(&waiter_coord, |s| s == ConnectionState::Connected).await;
+    assert!(!waiter.is_finished(), "the wait goes on in the new session");
+
+    let first = held.fencing_token();
+    assert!(held.release().await.unwrap());
+    let taken = tokio::time::timeout(WAIT, waiter)
+        .await
+        .expect("the waiter gets the lock")
+        .unwrap()
+        .expect("acquired after queueing again");
+    assert!(taken.fencing_token() > first);
+    assert!(holder
+        .lock(lock.as_str())
+        .try_acquire()
+        .await
+        .unwrap()
+        .is_none());
+    let states = seen.lock().unwrap().clone();
+    assert!(states.contains(&ConnectionState::Lost), "{states:?}");
+    assert!(taken.release().await.unwrap());
+    waiter_coord.stop().await.unwrap();
+    holder.stop().await.unwrap();
+}

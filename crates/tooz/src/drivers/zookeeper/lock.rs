@@ -18,6 +18,7 @@
 //! [`LostReason::Broken`].
 
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use tokio::time::Instant;
 use zookeeper_client::{Client, CreateMode, EventType};
@@ -42,7 +43,7 @@ pub struct Held {
 }
 
 /// How long after an acquisition its node starts being watched for deletions.
-const OWNER_WATCH_DELAY: std::time::Duration = std::time::Duration::from_millis(2);
+const OWNER_WATCH_DELAY: Duration = Duration::from_millis(2);
 
 /// How long an acquire may wait.
 #[derive(Debug, Clone, Copy)]
@@ -181,7 +182,7 @@ fn spawn_prefix_cleanup(shared: &Arc<Shared>, generation: u64, dir: &str, prefix
     let attempts = 2 * shared.conn.session_timeout().as_millis() as u64 / 100;
     let task = tokio::spawn(async move {
         for _ in 0..attempts.max(10) {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
             let Some(shared) = weak.upgrade() else { return };
             let Ok(live) = shared.conn.live() else { return };
             if live.generation != generation {
@@ -202,8 +203,78 @@ fn spawn_prefix_cleanup(shared: &Arc<Shared>, generation: u64, dir: &str, prefix
     track(&shared.tasks, task);
 }
 
+/// Shortest and longest pause before queueing again after a connection error.
+const REQUEUE_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+
 /// Takes the lock for `req`, waiting as `wait` says; `None` if it was not acquired.
+///
+/// A waiting acquire survives connection trouble: when its place in the queue is lost (the
+/// session expired, or a request failed on the wire), it waits for the session to be usable
+/// again (a new one if need be) and queues again, at the back, until its deadline.
 pub async fn acquire(
+    shared: &Arc<Shared>,
+    req: &LockRequest,
+    wait: Wait,
+) -> Result<Option<FencingToken>> {
+    let mut backoff = REQUEUE_BACKOFF.0;
+    loop {
+        let generation = shared.conn.generation();
+        match attempt(shared, req, wait).await {
+            Err(Error::Connection(reason)) if !matches!(wait, Wait::No) => {
+                tracing::info!(%reason, "lock wait interrupted; queueing again once connected");
+                if !usable_again(shared, generation, backoff, wait).await? {
+                    return Ok(None);
+                }
+                backoff = (backoff * 2).min(REQUEUE_BACKOFF.1);
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// Waits at least `pause`, then until the client is connected (in session `generation` or a
+/// newer one). `false` if `wait`'s deadline came first; an error once the driver is stopped.
+async fn usable_again(
+    shared: &Shared,
+    generation: u64,
+    pause: Duration,
+    wait: Wait,
+) -> Result<bool> {
+    let deadline = match wait {
+        Wait::Until(deadline) => Some(deadline),
+        _ => None,
+    };
+    let mut generations = shared.conn.generations();
+    let mut nap = pause;
+    loop {
+        let wake = Instant::now() + nap;
+        if deadline.is_some_and(|d| d <= Instant::now()) {
+            return Ok(false);
+        }
+        let wake = deadline.map_or(wake, |d| d.min(wake));
+        tokio::select! {
+            _ = generations.changed() => {}
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+        if shared.conn.is_stopped() {
+            return Err(Error::Connection(
+                "the coordinator stopped while waiting for the lock".into(),
+            ));
+        }
+        if let Ok(live) = shared.conn.live() {
+            let state = live.client.state_watcher().state();
+            if live.generation != generation
+                || state == zookeeper_client::SessionState::SyncConnected
+            {
+                return Ok(true);
+            }
+        }
+        nap = REQUEUE_BACKOFF.1.min(nap * 2);
+    }
+}
+
+/// One pass at [`acquire`]: queue, then wait in the queue as long as the session lasts.
+async fn attempt(
     shared: &Arc<Shared>,
     req: &LockRequest,
     wait: Wait,

@@ -82,8 +82,9 @@
 //! * Persistent recursive watches need ZooKeeper 3.6 or later, and the server cannot remove
 //!   one of them alone (ZOOKEEPER-4472): a watch dropped by the application may keep being
 //!   served (and ignored) until the session ends.
-//! * A blocked acquire whose session expires fails with [`Error::Connection`] (its place in
-//!   the queue is gone with the session); retrying queues again.
+//! * A blocked acquire whose session expires (or whose request fails on the wire) loses its
+//!   place in the queue: it waits for the session to be back (a new one if need be) and
+//!   queues again at the back, until its deadline.
 
 mod lock;
 mod options;

@@ -157,7 +157,11 @@ fn tls_settings(options: &Options) -> Result<Option<Tls>> {
                 Some(cert) => ("certfile", cert),
                 None => ("keyfile", options.text("keyfile").unwrap_or_default()),
             };
-            return Err(invalid(option, value, "`certfile` and `keyfile` together".into()));
+            return Err(invalid(
+                option,
+                value,
+                "`certfile` and `keyfile` together".into(),
+            ));
         }
     }
     if options.bool("verify_certs") == Some(false) {
@@ -174,8 +178,9 @@ fn tls_settings(options: &Options) -> Result<Option<Tls>> {
         return Err(Error::InvalidOption {
             option: "use_ssl".into(),
             value: "true".into(),
-            expected: "`false`: this build has no TLS for ZooKeeper (cargo feature `zookeeper-tls`)"
-                .into(),
+            expected:
+                "`false`: this build has no TLS for ZooKeeper (cargo feature `zookeeper-tls`)"
+                    .into(),
         });
     }
     Ok(None)

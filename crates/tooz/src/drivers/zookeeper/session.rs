@@ -127,7 +127,9 @@ impl Conn {
         let connect = match &config.tls {
             Some(tls) => {
                 crate::drivers::tls::ensure_default_provider();
-                futures::future::Either::Left(connector.with_tls(tls.clone()).secure_connect(&hosts))
+                futures::future::Either::Left(
+                    connector.with_tls(tls.clone()).secure_connect(&hosts),
+                )
             }
             None => futures::future::Either::Right(connector.connect(&hosts)),
         };
