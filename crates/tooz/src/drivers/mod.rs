@@ -183,8 +183,16 @@ pub fn lookup(scheme: &str) -> Option<DriverEntry> {
         .find(|e| e.scheme == scheme || e.aliases.contains(&scheme))
 }
 
-/// Builds the driver for `url`.
-pub(crate) fn build(url: &DriverUrl, member: &Id) -> Result<Arc<dyn Driver>> {
+/// Builds the driver for `url`, as [`Coordinator::connect`](crate::Coordinator::connect) does:
+/// for wrapping it (tracing, fault injection) and handing it to
+/// [`Coordinator::with_driver`](crate::Coordinator::with_driver).
+///
+/// ```
+/// let url = tooz::DriverUrl::parse("zake://").unwrap();
+/// let driver = tooz::drivers::build(&url, &"worker-1".into()).unwrap();
+/// assert_eq!(driver.scheme(), "zake");
+/// ```
+pub fn build(url: &DriverUrl, member: &Id) -> Result<Arc<dyn Driver>> {
     let entry = lookup(url.scheme()).ok_or_else(|| Error::UnknownScheme {
         scheme: url.scheme().to_string(),
         known: registry()
