@@ -282,7 +282,8 @@ fn c1_keepalive_pause_violation_is_tolerated_when_expected() {
     assert!(lenient.passed());
     assert!(lenient.checks[0].tolerated.is_some());
     assert_eq!(lenient.stats.recoveries, 1);
-    assert_eq!(lenient.stats.max_recovery_ns, Some(200 * MS));
+    // p2 holds across the heal (2400 ms): recovery counts from its release at 2500 ms.
+    assert_eq!(lenient.stats.max_recovery_ns, Some(100 * MS));
 }
 
 /// A paused (stopped) process stops holding at the pause; its lost signal is due ttl +
@@ -436,6 +437,39 @@ fn c5_acquire_needed_within_the_bound_after_a_heal() {
     assert_counts(&recovery(None, 9000).check(), [0, 0, 0, 0, 1, 0, 0]);
     // The history ends within the bound: nothing to judge.
     assert_counts(&recovery(None, 3000).check(), [0; 7]);
+}
+
+#[test]
+fn c5_a_healthy_holder_across_the_heal_is_waited_for() {
+    // p3 holds "a" from before the fault until 6 s, far past the bound (4 s) after the heal:
+    // recovery counts from its release, so p2's acquire 300 ms later is in time.
+    let long_hold = |release: Option<u64>| {
+        let mut h = H::default();
+        h.acquire(3, "a", 0, 10, 1)
+            .fault(100, FaultClass::Pause, Some(2))
+            .heal(200, FaultClass::Pause, Some(2))
+            .open_acquire(2, "a", 300);
+        if let Some(at) = release {
+            h.release(3, "a", 1, at, at + 10, true);
+            h.acquire(2, "a", 300, at + 300, 2);
+        }
+        h.until(12000);
+        h
+    };
+    let report = long_hold(Some(6000)).check();
+    assert_counts(&report, [0; 7]);
+    assert_eq!(report.stats.max_recovery_ns, Some(300 * MS));
+    // Held to the end: nothing to measure.
+    assert_counts(&long_hold(None).check(), [0; 7]);
+    // A holder that was itself paused across the heal is no excuse.
+    let mut h = H::default();
+    h.acquire(3, "a", 0, 10, 1)
+        .fault(100, FaultClass::Pause, Some(3))
+        .heal(200, FaultClass::Pause, Some(3))
+        .release(3, "a", 1, 6000, 6010, true)
+        .acquire(2, "a", 300, 6300, 2)
+        .until(12000);
+    assert_counts(&h.check(), [0, 0, 0, 0, 1, 0, 0]);
 }
 
 #[test]

@@ -107,6 +107,13 @@ impl LostSignal {
     }
 }
 
+impl Default for LostSignal {
+    /// A signal not fired yet (for drivers and tests that make their own requests).
+    fn default() -> Self {
+        LostSignal::new()
+    }
+}
+
 impl fmt::Debug for LostSignal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "LostSignal({:?})", self.reason())

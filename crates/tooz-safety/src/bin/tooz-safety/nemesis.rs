@@ -1,0 +1,180 @@
+//! The nemesis: injects one fault at a time into a running safety run, records each as a
+//! `Fault` event when it starts and a `Heal` event when it ends.
+
+use std::time::Duration;
+
+use tooz_safety::{FaultClass, Op};
+use tooz_testkit::FaultProxy;
+
+use crate::record::Recorder;
+use crate::rng::Rng;
+
+/// The fault classes a run may select (names as on the command line).
+pub const CLASSES: [(&str, FaultClass); 9] = [
+    ("pause", FaultClass::Pause),
+    ("kill", FaultClass::Kill),
+    ("lost-reply", FaultClass::LostReply),
+    ("black-hole", FaultClass::BlackHole),
+    ("delay", FaultClass::Delay),
+    ("drop", FaultClass::Drop),
+    ("server-restart", FaultClass::ServerRestart),
+    ("node-kill", FaultClass::NodeKill),
+    ("failover", FaultClass::Failover),
+];
+
+/// Parses a fault class name.
+pub fn parse_class(name: &str) -> Result<FaultClass, String> {
+    CLASSES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, c)| *c)
+        .ok_or_else(|| {
+            let known: Vec<_> = CLASSES.iter().map(|(n, _)| *n).collect();
+            format!("unknown fault class `{name}` (known: {})", known.join(", "))
+        })
+}
+
+/// True for the classes that act through the per-client fault proxies.
+pub fn needs_proxy(class: FaultClass) -> bool {
+    matches!(
+        class,
+        FaultClass::LostReply | FaultClass::BlackHole | FaultClass::Delay | FaultClass::Drop
+    )
+}
+
+/// What the nemesis acts on.
+pub trait Target {
+    /// The client a process fault hits: often the current holder of a lock or leadership
+    /// (the interesting victim), otherwise any.
+    fn victim(&self, rng: &mut Rng) -> u32;
+    /// Sends `signal` to client `process`.
+    fn signal(&mut self, process: u32, signal: libc::c_int);
+    /// Kills client `process` with SIGKILL and waits for it to die.
+    fn kill(&mut self, process: u32);
+    /// Starts client `process` again.
+    fn restart(&mut self, process: u32);
+    /// The fault proxy between client `process` and the server, if any.
+    fn proxy(&self, process: u32) -> Option<&FaultProxy>;
+    /// Runs `scripts/services ACTION MEMBER` (server faults).
+    fn services(&mut self, action: &str, member: &str) -> Result<(), String>;
+    /// The Redis member Sentinel currently names as the primary.
+    fn primary(&mut self) -> Result<String, String>;
+}
+
+/// Server-side members for the server fault classes, from the run's options.
+#[derive(Debug, Clone, Default)]
+pub struct ServerMembers {
+    /// The member restarted by `server-restart` (e.g. `redis-1`, `zookeeper`).
+    pub restart: Option<String>,
+    /// Members of a cluster, one of which `node-kill` kills (e.g. `zk3-1 zk3-2 zk3-3`).
+    pub nodes: Vec<String>,
+    /// Sentinel fails over (`failover`): the current primary is killed.
+    pub sentinel: bool,
+}
+
+/// Injects one fault of `class`, lasting about `length`, and heals it.
+pub async fn inject(
+    class: FaultClass,
+    target: &mut dyn Target,
+    servers: &ServerMembers,
+    rec: &Recorder,
+    rng: &mut Rng,
+    length: Duration,
+) -> Result<(), String> {
+    let process = target.victim(rng);
+    let fault = |detail: String, on: Option<u32>| {
+        rec.info(Op::Fault {
+            class,
+            target: on,
+            detail,
+        });
+    };
+    let heal = |on: Option<u32>| rec.info(Op::Heal { class, target: on });
+    match class {
+        FaultClass::Pause => {
+            fault(format!("SIGSTOP for {length:?}"), Some(process));
+            target.signal(process, libc::SIGSTOP);
+            tokio::time::sleep(length).await;
+            target.signal(process, libc::SIGCONT);
+            heal(Some(process));
+        }
+        FaultClass::Kill => {
+            fault("SIGKILL, restarted 300 ms later".into(), Some(process));
+            target.kill(process);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            target.restart(process);
+            heal(Some(process));
+        }
+        FaultClass::LostReply | FaultClass::BlackHole | FaultClass::Delay | FaultClass::Drop => {
+            let proxy = target
+                .proxy(process)
+                .ok_or("this URL has no proxy for network faults")?;
+            let detail = match class {
+                FaultClass::LostReply => {
+                    proxy.drop_replies();
+                    "requests forwarded, replies dropped"
+                }
+                FaultClass::BlackHole => {
+                    proxy.black_hole();
+                    "connection black-holed (no RST)"
+                }
+                FaultClass::Delay => {
+                    proxy.delay(Duration::from_millis(75), Duration::from_millis(50));
+                    "75 ± 50 ms delay"
+                }
+                _ => {
+                    proxy.drop_random(0.5);
+                    "50 % of packets dropped"
+                }
+            };
+            fault(format!("{detail} for {length:?}"), Some(process));
+            tokio::time::sleep(length).await;
+            if let Some(proxy) = target.proxy(process) {
+                proxy.heal();
+            }
+            heal(Some(process));
+        }
+        FaultClass::ServerRestart => {
+            let member = servers
+                .restart
+                .clone()
+                .ok_or("no server member to restart (--server-member)")?;
+            fault(format!("{member} killed, restarted after {length:?}"), None);
+            target.services("kill", &member)?;
+            tokio::time::sleep(length).await;
+            target.services("restart", &member)?;
+            heal(None);
+        }
+        FaultClass::NodeKill => {
+            if servers.nodes.is_empty() {
+                return Err("no cluster members to kill (--node)".into());
+            }
+            let member = servers.nodes[rng.below(servers.nodes.len() as u64) as usize].clone();
+            fault(format!("{member} killed, restarted after {length:?}"), None);
+            target.services("kill", &member)?;
+            tokio::time::sleep(length).await;
+            target.services("restart", &member)?;
+            heal(None);
+        }
+        FaultClass::Failover => {
+            if !servers.sentinel {
+                return Err("failover needs a Sentinel URL".into());
+            }
+            let member = target.primary()?;
+            fault(
+                format!("primary {member} killed; Sentinel fails over"),
+                None,
+            );
+            target.services("kill", &member)?;
+            tokio::time::sleep(length).await;
+            target.services("restart", &member)?;
+            heal(None);
+        }
+        other => {
+            return Err(format!(
+                "fault class {other:?} is not injected by this runner"
+            ))
+        }
+    }
+    Ok(())
+}
