@@ -461,15 +461,21 @@ fn c5_a_healthy_holder_across_the_heal_is_waited_for() {
     assert_eq!(report.stats.max_recovery_ns, Some(300 * MS));
     // Held to the end: nothing to measure.
     assert_counts(&long_hold(None).check(), [0; 7]);
-    // A holder that was itself paused across the heal is no excuse.
-    let mut h = H::default();
-    h.acquire(3, "a", 0, 10, 1)
-        .fault(100, FaultClass::Pause, Some(3))
-        .heal(200, FaultClass::Pause, Some(3))
-        .release(3, "a", 1, 6000, 6010, true)
-        .acquire(2, "a", 300, 6300, 2)
-        .until(12000);
-    assert_counts(&h.check(), [0, 0, 0, 0, 1, 0, 0]);
+    // A holder that was paused itself, but kept its lock (no lost signal), is waited for
+    // too; one that lost it during the fault is not.
+    for (lost, count) in [(None, 0), (Some(150), 1)] {
+        let mut h = H::default();
+        h.acquire(3, "a", 0, 10, 1)
+            .fault(100, FaultClass::Pause, Some(3))
+            .heal(200, FaultClass::Pause, Some(3));
+        if let Some(at) = lost {
+            h.lost(at, 3, "a", 1);
+        }
+        h.release(3, "a", 1, 6000, 6010, lost.is_none())
+            .acquire(2, "a", 300, 6300, 2)
+            .until(12000);
+        assert_counts(&h.check(), [0, 0, 0, 0, count, 0, 0]);
+    }
 }
 
 #[test]

@@ -447,3 +447,48 @@ async fn a_waiter_whose_session_expires_queues_again() {
     waiter_coord.stop().await.unwrap();
     holder.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_lost_reply_to_a_queued_acquire_leaves_no_orphan() {
+    let Some(_ensemble) = ensemble().await else {
+        return;
+    };
+    let lock = unique("lost-reply");
+    let proxy = FaultProxy::start("127.0.0.1:2283".parse().unwrap())
+        .await
+        .unwrap();
+    let url = format!("zookeeper://{}?timeout=2", proxy.addr());
+    let holder = started(ZK3, "lr-holder").await;
+    let other = started(ZK3, "lr-other").await;
+    let client = started(&url, "lr-client").await;
+    let held = holder.lock(lock.as_str()).acquire().await.unwrap();
+
+    // The client's acquire reaches the server, its replies do not.
+    proxy.drop_replies();
+    let attempt = {
+        let (client, lock) = (client.clone(), lock.clone());
+        tokio::spawn(async move { client.lock(lock.as_str()).acquire_timeout(WAIT).await })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    proxy.heal();
+    wait_state(&client, |s| {
+        matches!(s, ConnectionState::Connected | ConnectionState::Reconnected)
+    })
+    .await;
+    assert!(held.release().await.unwrap());
+    let got = tokio::time::timeout(WAIT, attempt)
+        .await
+        .expect("the client's acquire ends")
+        .unwrap()
+        .expect("the client gets the lock once the network heals");
+    assert!(got.release().await.unwrap());
+    // Nothing of the client is left in the queue: the other client gets the lock at once.
+    let next = tokio::time::timeout(Duration::from_secs(5), other.lock(lock.as_str()).acquire())
+        .await
+        .expect("no orphan blocks the queue")
+        .unwrap();
+    next.release().await.unwrap();
+    for coord in [client, other, holder] {
+        coord.stop().await.unwrap();
+    }
+}

@@ -1,6 +1,6 @@
 //! C5: after a heal, every lock still in use is acquired, and every election group has a
-//! leader, within the recovery bound. A lock that a healthy holder keeps across the heal is
-//! measured from that holder's release instead.
+//! leader, within the recovery bound. A lock whose holder keeps it across the heal is
+//! measured from the end of that hold instead.
 
 use std::collections::BTreeMap;
 
@@ -78,7 +78,7 @@ pub(crate) fn check_recovery(
                 found.add(
                     CheckId::C5,
                     format!(
-                        "{what}: first success {took}ns after {} (the heal, or the release of a holder across it)",
+                        "{what}: first success {took}ns after {} (the heal, or the end of a hold across it)",
                         heal.0
                     ),
                     vec![heal.1, i],
@@ -103,8 +103,10 @@ pub(crate) fn check_recovery(
             if lock_use.attempted_until < th {
                 continue;
             }
-            // A healthy holder across the heal keeps the lock as long as it likes: recovery
-            // is then measured from its release (and not at all if it holds to the end).
+            // A holder whose hold outlives the heal (it was suspended or paused, but neither
+            // released, lost nor killed) still holds the lock: recovery is then measured
+            // from the end of its hold (and not at all if it holds to the end); a later fault
+            // that ends the hold is measured from its own heal.
             let mut from = heal;
             let mut held_to_end = false;
             for a in facts
@@ -112,9 +114,9 @@ pub(crate) fn check_recovery(
                 .iter()
                 .filter(|a| a.lock == *lock && a.ok.0 <= th)
             {
-                match a.belief_end() {
+                match a.signal_end() {
                     None => held_to_end = true,
-                    Some(end) if end.0 > th && Some(end) == a.release => from = from.max(end),
+                    Some(end) if end.0 > th => from = from.max(end),
                     Some(_) => {}
                 }
             }

@@ -9,6 +9,11 @@
 //! listing includes the new node): an uncontended acquire costs one round trip, its release
 //! another.
 //!
+//! A request that fails on the wire may still have made the node (its reply was lost): the
+//! next attempt of the same acquire looks for a node with its own prefix and takes it over
+//! (keeping its place in the queue) before creating one, and an acquire that gives up
+//! deletes any such node once the connection is back.
+//!
 //! The fencing token is the contender node's `czxid`: nodes are created in queue order and
 //! zxids only grow, so each holder of a lock has a larger token than the one before, across
 //! sessions, processes and leader changes of the ensemble.
@@ -125,16 +130,48 @@ impl Drop for Contender {
     }
 }
 
-/// Creates the contender node and lists the queue in the same round trip. Returns the node
+/// This acquisition's node in `dir`, if an earlier attempt whose reply was lost made one: its
 /// name, its czxid and the children of `dir`.
+async fn find_own(
+    client: &Client,
+    dir: &str,
+    prefix: &str,
+) -> Result<Option<(String, FencingToken, Vec<String>)>> {
+    let children = match client.list_children(dir).await {
+        Ok(children) => children,
+        Err(zookeeper_client::Error::NoNode) => return Ok(None),
+        Err(error) => return Err(zk_error(error)),
+    };
+    let Some(node) = children.iter().find(|c| c.starts_with(prefix)).cloned() else {
+        return Ok(None);
+    };
+    match client.check_stat(&format!("{dir}/{node}")).await {
+        Ok(Some(stat)) => Ok(Some((node, FencingToken(stat.czxid as u64), children))),
+        Ok(None) => Ok(None),
+        Err(error) => Err(zk_error(error)),
+    }
+}
+
+/// Creates the contender node and lists the queue in the same round trip (or, when `adopt`,
+/// takes over the node an earlier attempt made, if any). Returns the node name, its czxid
+/// and the children of `dir`.
 async fn create_contender(
     shared: &Arc<Shared>,
     client: &Client,
     generation: u64,
-    dir: &str,
-    prefix: &str,
-    data: &[u8],
+    (dir, prefix, data): (&str, &str, &[u8]),
+    adopt: bool,
 ) -> Result<(Contender, String, FencingToken, Vec<String>)> {
+    let contender = |node: &str| Contender {
+        shared: Arc::downgrade(shared),
+        path: Some(format!("{dir}/{node}")),
+        generation,
+    };
+    if adopt {
+        if let Some((node, token, children)) = find_own(client, dir, prefix).await? {
+            return Ok((contender(&node), node, token, children));
+        }
+    }
     let options = shared.conn.options(CreateMode::EphemeralSequential);
     let path = format!("{dir}/{prefix}");
     let mut attempt = 0;
@@ -146,13 +183,13 @@ async fn create_contender(
         match created {
             Ok((stat, sequence)) => {
                 let node = format!("{prefix}{sequence}");
-                let contender = Contender {
-                    shared: Arc::downgrade(shared),
-                    path: Some(format!("{dir}/{node}")),
-                    generation,
-                };
                 let children = listed.map_err(zk_error)?;
-                return Ok((contender, node, FencingToken(stat.czxid as u64), children));
+                return Ok((
+                    contender(&node),
+                    node,
+                    FencingToken(stat.czxid as u64),
+                    children,
+                ));
             }
             Err(zookeeper_client::Error::NoNode) if attempt < 4 => {
                 let parent = shared.conn.options(CreateMode::Persistent);
@@ -161,17 +198,7 @@ async fn create_contender(
                     Err(error) => return Err(zk_error(error)),
                 }
             }
-            Err(error) => {
-                if matches!(
-                    error,
-                    zookeeper_client::Error::ConnectionLoss | zookeeper_client::Error::Timeout
-                ) {
-                    // The node may have been made without us hearing of it (kazoo's reason
-                    // for the uuid prefix): find it and delete it once the connection is back.
-                    spawn_prefix_cleanup(shared, generation, dir, prefix);
-                }
-                return Err(zk_error(error));
-            }
+            Err(error) => return Err(zk_error(error)),
         }
     }
 }
@@ -216,20 +243,35 @@ pub async fn acquire(
     req: &LockRequest,
     wait: Wait,
 ) -> Result<Option<FencingToken>> {
+    let dir = shared.layout.lock_dir(&req.name);
+    let prefix = format!("{}{LOCK_MARKER}", req.nonce);
     let mut backoff = REQUEUE_BACKOFF.0;
-    loop {
+    // Set once a request failed on the wire: a node of ours may exist without our knowing.
+    let mut unsure = false;
+    let outcome = loop {
         let generation = shared.conn.generation();
-        match attempt(shared, req, wait).await {
-            Err(Error::Connection(reason)) if !matches!(wait, Wait::No) => {
+        match attempt(shared, req, (&dir, &prefix), wait, unsure).await {
+            Err(Error::Connection(reason)) => {
+                unsure = true;
+                if matches!(wait, Wait::No) {
+                    break Err(Error::Connection(reason));
+                }
                 tracing::info!(%reason, "lock wait interrupted; queueing again once connected");
-                if !usable_again(shared, generation, backoff, wait).await? {
-                    return Ok(None);
+                match usable_again(shared, generation, backoff, wait).await {
+                    Ok(true) => {}
+                    Ok(false) => break Ok(None),
+                    Err(error) => break Err(error),
                 }
                 backoff = (backoff * 2).min(REQUEUE_BACKOFF.1);
             }
-            outcome => return outcome,
+            outcome => break outcome,
         }
+    };
+    if unsure && !matches!(outcome, Ok(Some(_))) {
+        // Given up: a node made by an attempt whose reply was lost must not block the queue.
+        spawn_prefix_cleanup(shared, shared.conn.generation(), &dir, &prefix);
     }
+    outcome
 }
 
 /// Waits at least `pause`, then until the client is connected (in session `generation` or a
@@ -273,28 +315,56 @@ async fn usable_again(
     }
 }
 
-/// One pass at [`acquire`]: queue, then wait in the queue as long as the session lasts.
+/// One pass at [`acquire`]: queue (taking over the node of an earlier attempt when `adopt`),
+/// then wait in the queue as long as the session lasts. On a connection error the node is
+/// kept, for the next pass to take over.
 async fn attempt(
     shared: &Arc<Shared>,
     req: &LockRequest,
+    (dir, prefix): (&str, &str),
     wait: Wait,
+    adopt: bool,
 ) -> Result<Option<FencingToken>> {
-    let dir = shared.layout.lock_dir(&req.name);
-    let prefix = format!("{}{LOCK_MARKER}", req.nonce);
     let live = shared.conn.live()?;
     let generation = live.generation;
-    let (mut contender, node, token, mut children) = create_contender(
+    let (mut contender, node, token, children) = create_contender(
         shared,
         &live.client,
         generation,
-        &dir,
-        &prefix,
-        req.owner.as_bytes(),
+        (dir, prefix, req.owner.as_bytes()),
+        adopt,
     )
     .await?;
     drop(live);
+    let outcome = wait_in_queue(
+        shared,
+        req,
+        (dir, &node),
+        &mut contender,
+        token,
+        children,
+        wait,
+    )
+    .await;
+    if matches!(outcome, Err(Error::Connection(_))) {
+        let _ = contender.path.take(); // kept for the next pass
+    }
+    outcome
+}
+
+/// Waits until `node` heads the queue of `dir` (then holds the lock), or `wait` runs out.
+async fn wait_in_queue(
+    shared: &Arc<Shared>,
+    req: &LockRequest,
+    (dir, node): (&str, &str),
+    contender: &mut Contender,
+    token: FencingToken,
+    mut children: Vec<String>,
+    wait: Wait,
+) -> Result<Option<FencingToken>> {
+    let generation = contender.generation;
     loop {
-        let predecessor = match position(&children, &node) {
+        let predecessor = match position(&children, node) {
             Position::First => {
                 let path = contender.disarm();
                 hold(shared, req, path, generation);
@@ -355,7 +425,7 @@ async fn attempt(
             return Ok(Some(token));
         }
         let live = current(shared, generation)?;
-        children = live.client.list_children(&dir).await.map_err(zk_error)?;
+        children = live.client.list_children(dir).await.map_err(zk_error)?;
     }
 }
 

@@ -149,7 +149,10 @@ pub(crate) fn zk_error(error: zookeeper_client::Error) -> Error {
         | Z::SessionExpired
         | Z::SessionMoved
         | Z::ClientClosed
-        | Z::AuthFailed => Error::Connection(format!("ZooKeeper: {error}")),
+        | Z::AuthFailed
+        // The client library's own errors come from its connection layer (I/O errors, "no
+        // response from connection in ..."): the request's outcome is unknown.
+        | Z::Custom(_) => Error::Connection(format!("ZooKeeper: {error}")),
         other => Error::Backend {
             driver: "zookeeper",
             message: other.to_string(),
