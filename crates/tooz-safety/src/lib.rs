@@ -1,4 +1,5 @@
-//! Pure data model and history checker for tooz fault-injection safety tests.
+//! Pure data model and history checker for tooz fault-injection safety tests; the
+//! `tooz-safety` binary of this crate makes the histories (see docs/safety.md).
 //!
 //! Client processes record a [`History`](history) of [`Event`]s (operation invokes and
 //! completions, and instant observations such as a lost lock) while a nemesis (process 0)
@@ -17,7 +18,8 @@
 //! - **C4 releases**: a release that freed a lock was of an acquisition the process made, and
 //!   no newer acquisition by another process was still held at the release invoke.
 //! - **C5 recovery**: after a heal that leaves no fault active, each lock still in use is
-//!   acquired, and each election group has a leader, within the recovery bound.
+//!   acquired, and each election group has a leader, within the recovery bound (from the end
+//!   of the hold, for a lock whose holder keeps it across the heal).
 //! - **C6 lost signal**: a holder overtaken by another process while it still believes it
 //!   holds (ignoring suspension and pause) stops believing, by a lost signal, release or
 //!   death, within ttl + margin of the overtake or of the heal of a pause covering it.

@@ -135,6 +135,8 @@ pub async fn inject(
             heal(Some(process));
         }
         FaultClass::ServerRestart => {
+            // A restart, not an outage: short enough that Sentinel does not fail over.
+            let length = length.min(Duration::from_millis(1500));
             let member = servers
                 .restart
                 .clone()
@@ -160,6 +162,8 @@ pub async fn inject(
             if !servers.sentinel {
                 return Err("failover needs a Sentinel URL".into());
             }
+            // Long enough for Sentinel to notice (2 s) and promote the replica.
+            let length = length.max(Duration::from_secs(5));
             let member = target.primary()?;
             fault(
                 format!("primary {member} killed; Sentinel fails over"),
