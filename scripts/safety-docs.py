@@ -13,7 +13,7 @@ END = "<!-- scripts/safety: generated section ends -->"
 CHECKS = ["C1", "C2", "C3", "C4", "C5", "C6", "C7"]
 TARGETS = ["file", "ipc", "redis", "redis-sentinel", "zookeeper", "zk3"]
 MUTANTS = {
-    "a": "release without an owner check",
+    "a": "release and refresh without an owner check",
     "b": "waiter granted the lock without checking again",
     "c": "fencing token from a counter that restarts",
     "d": "client ignores its lost signal",

@@ -479,6 +479,25 @@ fn c5_a_healthy_holder_across_the_heal_is_waited_for() {
 }
 
 #[test]
+fn c5_a_window_cut_short_by_a_new_fault_is_not_judged() {
+    // Healed at 200 ms, a new fault at 3 s (within the 5 s bound) before any success: the
+    // first window is not judged; the second heal at 3.5 s is, and recovery at 5.3 s is in time.
+    let mut h = recovery(Some(5300), 9000);
+    h.fault(3000, FaultClass::BlackHole, Some(2))
+        .heal(3500, FaultClass::BlackHole, Some(2));
+    h.events.sort_by_key(|e| e.time_ns);
+    let report = h.check();
+    assert_counts(&report, [0; 7]);
+    assert_eq!(report.stats.max_recovery_ns, Some(1800 * MS));
+    // The same new fault after the bound has passed: the first window is a violation.
+    let mut h = recovery(Some(5300), 9000);
+    h.fault(5250, FaultClass::BlackHole, Some(2))
+        .heal(5260, FaultClass::BlackHole, Some(2));
+    h.events.sort_by_key(|e| e.time_ns);
+    assert_counts(&h.check(), [0, 0, 0, 0, 1, 0, 0]);
+}
+
+#[test]
 fn c5_heal_while_another_fault_is_active_is_not_measured() {
     let mut h = recovery(Some(5300), 9000);
     h.fault(50, FaultClass::Delay, Some(3))
@@ -556,7 +575,8 @@ fn c7_two_leaders_for_one_term() {
         .write(30, 1, "g", 3, true)
         .write(40, 2, "g", 3, true);
     let report = h.check();
-    assert_counts(&report, [0, 0, 0, 0, 0, 0, 2]);
+    // Two leaders at once are also a C1 violation.
+    assert_counts(&report, [1, 0, 0, 0, 0, 0, 2]);
     let c7 = &report.checks[6].violations;
     assert!(c7
         .iter()
@@ -618,4 +638,30 @@ fn report_serialises_and_displays_one_line_per_check() {
     assert_eq!(lines[1], "C2 fenced writes: 0 violation(s), not tolerated");
     assert!(lines[5].starts_with("C6 lost signal: 1 violation(s)"));
     assert_eq!(lines[8], "FAILED");
+}
+
+#[test]
+fn c1_two_leaders_at_once_are_reported() {
+    // p2 is elected (a later term) while p1 still leads: fencing orders their writes, but
+    // two processes believe they lead at once.
+    let run = |second_at: u64| {
+        let mut h = H::default();
+        h.elected(10, 1, "g", 5)
+            .resigned(100, 1, "g", 5)
+            .elected(second_at, 2, "g", 7)
+            .resigned(200, 2, "g", 7)
+            .until(1000);
+        h.check()
+    };
+    assert_counts(&run(50), [1, 0, 0, 0, 0, 0, 0]);
+    assert_counts(&run(100), [0; 7]);
+    // A leader that was suspended first no longer believes it leads.
+    let mut h = H::default();
+    h.elected(10, 1, "g", 5)
+        .info(40, 1, Op::Suspended)
+        .elected(50, 2, "g", 7)
+        .resigned(90, 1, "g", 5)
+        .resigned(200, 2, "g", 7)
+        .until(1000);
+    assert_counts(&h.check(), [0; 7]);
 }

@@ -1,5 +1,6 @@
-//! C7 on elections: one leader per (group, term), and terms increasing in real-time order.
-//! (C7's register rule lives with C2 in `fencing`.)
+//! C7 on elections: one leader per (group, term), and terms increasing in real-time order;
+//! and C1 on elections: no two processes believe they lead one group at once. (C7's register
+//! rule lives with C2 in `fencing`.)
 
 use std::collections::BTreeMap;
 
@@ -59,6 +60,42 @@ pub(crate) fn check_elections(facts: &Facts, found: &mut Found) {
                     ),
                     vec![a.at.1, b.at.1],
                 );
+            }
+        }
+    }
+}
+
+/// C1 for elections: believed leaderships (from `Elected` until resignation, kill, suspension
+/// or pause) of different processes in one group never overlap.
+pub(crate) fn check_single_leader(facts: &Facts, found: &mut Found) {
+    let mut by_group: BTreeMap<&str, Vec<(u64, u64, &Election)>> = BTreeMap::new();
+    for e in &facts.elections {
+        let end = e.belief_end.map_or(facts.end, |b| b.0);
+        if e.at.0 < end {
+            by_group
+                .entry(e.group.as_str())
+                .or_default()
+                .push((e.at.0, end, e));
+        }
+    }
+    for (group, mut spans) in by_group {
+        spans.sort_by_key(|s| s.0);
+        for (i, &(_, end, a)) in spans.iter().enumerate() {
+            for &(start_b, _, b) in &spans[i + 1..] {
+                if start_b >= end {
+                    break;
+                }
+                if a.process != b.process {
+                    found.add(
+                        CheckId::C1,
+                        format!(
+                            "group {group:?}: p{} leads (term {}) until {end} while p{} leads \
+                             (term {}) from {start_b}",
+                            a.process, a.term, b.process, b.term
+                        ),
+                        vec![a.at.1, b.at.1],
+                    );
+                }
             }
         }
     }

@@ -108,6 +108,8 @@ pub(crate) struct Election {
     pub start: u64,
     /// Resignation, kill or crash of the leader, whichever is first.
     pub end: Option<At>,
+    /// When the leader stops believing it leads (C1): `end`, or a suspension or pause of it.
+    pub belief_end: Option<At>,
 }
 
 /// A fault from its start to its matching heal, if any.
@@ -289,13 +291,19 @@ impl Facts {
                 };
                 let t = e.time_ns;
                 let key = (e.process, group.as_str(), *term);
+                let end = earliest([first(&resigns, key, t), kills.first_from(e.process, t)]);
                 Some(Election {
                     process: e.process,
                     group: group.clone(),
                     term: *term,
                     at: (t, i),
                     start,
-                    end: earliest([first(&resigns, key, t), kills.first_from(e.process, t)]),
+                    end,
+                    belief_end: earliest([
+                        end,
+                        suspends.first_from(e.process, t),
+                        pauses.first_from(e.process, t),
+                    ]),
                 })
             })
             .collect();

@@ -248,6 +248,7 @@ pub fn check(history: &[Event], register: &[RegisterEntry], expect: &Expectation
     let recoveries = recovery::check_recovery(history, &facts, expect, &mut found);
     locks::check_lost_signal(&facts, expect, &mut found);
     elections::check_elections(&facts, &mut found);
+    elections::check_single_leader(&facts, &mut found);
 
     let mut stats = Stats {
         unmatched_completions: facts.unmatched,

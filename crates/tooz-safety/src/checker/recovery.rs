@@ -1,6 +1,7 @@
 //! C5: after a heal, every lock still in use is acquired, and every election group has a
 //! leader, within the recovery bound. A lock whose holder keeps it across the heal is
-//! measured from the end of that hold instead.
+//! measured from the end of that hold instead; a window cut short by a new fault (before
+//! any success) is not judged.
 
 use std::collections::BTreeMap;
 
@@ -70,7 +71,20 @@ pub(crate) fn check_recovery(
     }
 
     let mut samples = Vec::new();
+    // The window from `from` is only judged if no new fault starts before the first success
+    // and within the bound: a fault that cuts the window short is measured from its own heal.
+    let next_fault = |from: u64| {
+        facts
+            .faults
+            .iter()
+            .map(|f| f.start.0)
+            .filter(|&s| s > from)
+            .min()
+    };
     let mut measure = |what: String, heal: At, next: Option<&At>| match next {
+        _ if next_fault(heal.0)
+            .is_some_and(|f| f <= heal.0.saturating_add(bound) && next.is_none_or(|n| n.0 > f)) => {
+        }
         Some(&(t, i)) => {
             let took = t - heal.0;
             samples.push(took);

@@ -177,6 +177,7 @@ async fn lock_loop(
         let guard = match outcome {
             Ok(Ok(guard)) => guard,
             Ok(Err(error)) => {
+                eprintln!("acquire {name}: {error}");
                 rec.complete(id, acquire_outcome(&error), acquire);
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;

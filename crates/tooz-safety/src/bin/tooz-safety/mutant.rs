@@ -18,7 +18,8 @@ use tooz::{
 /// The seeded bugs (the letters of the safety issue).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mutant {
-    /// Release frees the lock whoever holds it (no owner check).
+    /// No owner checks: release frees the lock whoever holds it, refreshing "succeeds"
+    /// whoever holds it, and the driver's own loss detection is not heard.
     A,
     /// A waiter is granted the lock once it changed hands, without checking again.
     B,
@@ -91,6 +92,13 @@ impl MutantDriver {
     }
 }
 
+/// `req` with a lost signal nobody listens to: what the driver reports is not heard.
+fn deaf(req: &LockRequest) -> LockRequest {
+    let mut deaf = req.clone();
+    deaf.lost = LostSignal::default();
+    deaf
+}
+
 #[async_trait]
 impl Driver for MutantDriver {
     fn scheme(&self) -> &'static str {
@@ -157,6 +165,7 @@ impl Driver for MutantDriver {
     }
     async fn lock_try_acquire(&self, req: &LockRequest) -> Result<Option<FencingToken>> {
         match self.mutant {
+            Mutant::A => self.inner.lock_try_acquire(&deaf(req)).await,
             Mutant::F => Ok(Some(self.made_up_token())),
             Mutant::C => Ok(self
                 .inner
@@ -193,7 +202,8 @@ impl Driver for MutantDriver {
                 Ok(changed_in_time.then(|| self.made_up_token()))
             }
             Mutant::E => self.acquire_losing_reply(req, deadline).await,
-            Mutant::A | Mutant::D => self.inner.lock_acquire(req, deadline).await,
+            Mutant::A => self.inner.lock_acquire(&deaf(req), deadline).await,
+            Mutant::D => self.inner.lock_acquire(req, deadline).await,
         }
     }
     async fn lock_changed(&self, name: &Id) -> Result<ChangeWait> {
@@ -208,7 +218,7 @@ impl Driver for MutantDriver {
     }
     async fn lock_refresh(&self, req: &LockRequest) -> Result<bool> {
         match self.mutant {
-            Mutant::F => Ok(true),
+            Mutant::A | Mutant::F => Ok(true),
             _ => self.inner.lock_refresh(req).await,
         }
     }

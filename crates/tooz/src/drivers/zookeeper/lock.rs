@@ -130,8 +130,10 @@ impl Drop for Contender {
     }
 }
 
-/// This acquisition's node in `dir`, if an earlier attempt whose reply was lost made one: its
-/// name, its czxid and the children of `dir`.
+/// This acquisition's node in `dir`, if an earlier attempt in this session whose reply was
+/// lost made one: its name, its czxid and the children of `dir`. A node left by an expired
+/// session is about to go (and its place in the queue with it), even if the server has not
+/// removed it yet: it is never taken over.
 async fn find_own(
     client: &Client,
     dir: &str,
@@ -142,14 +144,18 @@ async fn find_own(
         Err(zookeeper_client::Error::NoNode) => return Ok(None),
         Err(error) => return Err(zk_error(error)),
     };
-    let Some(node) = children.iter().find(|c| c.starts_with(prefix)).cloned() else {
-        return Ok(None);
-    };
-    match client.check_stat(&format!("{dir}/{node}")).await {
-        Ok(Some(stat)) => Ok(Some((node, FencingToken(stat.czxid as u64), children))),
-        Ok(None) => Ok(None),
-        Err(error) => Err(zk_error(error)),
+    let session = client.session_id().0;
+    for node in children.iter().filter(|c| c.starts_with(prefix)) {
+        match client.check_stat(&format!("{dir}/{node}")).await {
+            Ok(Some(stat)) if stat.ephemeral_owner == session => {
+                let token = FencingToken(stat.czxid as u64);
+                return Ok(Some((node.clone(), token, children)));
+            }
+            Ok(_) => {}
+            Err(error) => return Err(zk_error(error)),
+        }
     }
+    Ok(None)
 }
 
 /// Creates the contender node and lists the queue in the same round trip (or, when `adopt`,
