@@ -3,6 +3,7 @@
 
 Usage: safety-docs.py RESULTS_DIR DOC
 RESULTS_DIR holds <target>.jsonl (one summary per run) and mutants.jsonl.
+`safety-docs.py --line` prints one progress line for the summary on standard input.
 """
 import json
 import pathlib
@@ -94,7 +95,24 @@ def mutant_section(runs):
     return lines
 
 
+def progress_line(summary):
+    """One line for the terminal about one run's summary."""
+    bad = {k: v for k, v in summary.get("violations", {}).items() if v}
+    verdict = "PASS" if summary.get("passed") else "FAIL"
+    if summary.get("mutant"):
+        verdict = "not caught" if summary.get("passed") else "caught"
+        name = f"mutant {summary['mutant']}"
+    else:
+        name = f"{summary.get('target', '?'):<15} {summary.get('label', ''):<16}"
+    faults = sum(summary.get("faults", {}).values())
+    return (f"{name} ops {summary.get('lock_ops', 0):>6}  faults {faults:>3}  "
+            f"violations {bad or 0}  {verdict}")
+
+
 def main():
+    if sys.argv[1:] == ["--line"]:
+        print(progress_line(json.loads(sys.stdin.read())))
+        return
     results, doc = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
     body = [BEGIN, "", "## Results (`scripts/safety gate`, `scripts/safety mutants`)", ""]
     for target in TARGETS:

@@ -135,8 +135,9 @@ pub async fn inject(
             heal(Some(process));
         }
         FaultClass::ServerRestart => {
-            // A restart, not an outage: short enough that Sentinel does not fail over.
-            let length = length.min(Duration::from_millis(1500));
+            // A restart, not an outage: short enough that a Sentinel watching the server
+            // does not fail over (it may count a second of silence before the kill).
+            let length = length.min(Duration::from_millis(300));
             let member = servers
                 .restart
                 .clone()

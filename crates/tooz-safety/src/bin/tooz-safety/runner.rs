@@ -149,6 +149,15 @@ pub async fn run(args: RunArgs) -> Result<bool, String> {
     outcome?;
 
     let history = merge_histories(&out, args.clients)?;
+    let acquired = history
+        .iter()
+        .any(|e| e.kind == Kind::Ok && matches!(e.op, Op::Acquire { .. }));
+    if !acquired {
+        return Err(format!(
+            "no client ever acquired a lock: nothing to check (see {}/p*.log)",
+            out.display()
+        ));
+    }
     let log = register.log();
     save(&out.join("history.jsonl"), &write_jsonl(&history))?;
     save(&out.join("register.jsonl"), &write_register_jsonl(&log))?;
