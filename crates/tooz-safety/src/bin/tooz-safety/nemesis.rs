@@ -134,40 +134,35 @@ pub async fn inject(
             }
             heal(Some(process));
         }
-        FaultClass::ServerRestart => {
-            // A restart, not an outage: short enough that a Sentinel watching the server
-            // does not fail over (it may count a second of silence before the kill).
-            let length = length.min(Duration::from_millis(300));
-            let member = servers
-                .restart
-                .clone()
-                .ok_or("no server member to restart (--server-member)")?;
-            fault(format!("{member} killed, restarted after {length:?}"), None);
-            target.services("kill", &member)?;
-            tokio::time::sleep(length).await;
-            target.services("restart", &member)?;
-            heal(None);
-        }
-        FaultClass::NodeKill => {
-            if servers.nodes.is_empty() {
-                return Err("no cluster members to kill (--node)".into());
-            }
-            let member = servers.nodes[rng.below(servers.nodes.len() as u64) as usize].clone();
-            fault(format!("{member} killed, restarted after {length:?}"), None);
-            target.services("kill", &member)?;
-            tokio::time::sleep(length).await;
-            target.services("restart", &member)?;
-            heal(None);
-        }
-        FaultClass::Failover => {
-            if !servers.sentinel {
-                return Err("failover needs a Sentinel URL".into());
-            }
-            // Long enough for Sentinel to notice (2 s) and promote the replica.
-            let length = length.max(Duration::from_secs(5));
-            let member = target.primary()?;
+        FaultClass::ServerRestart | FaultClass::NodeKill | FaultClass::Failover => {
+            let (member, length, detail) = match class {
+                FaultClass::ServerRestart => {
+                    // A restart, not an outage: short enough that a Sentinel watching the
+                    // server does not fail over (it may count a second of silence first).
+                    let member = servers
+                        .restart
+                        .clone()
+                        .ok_or("no server member to restart (--server-member)")?;
+                    (member, length.min(Duration::from_millis(300)), "")
+                }
+                FaultClass::NodeKill => {
+                    if servers.nodes.is_empty() {
+                        return Err("no cluster members to kill (--nodes)".into());
+                    }
+                    let pick = rng.below(servers.nodes.len() as u64) as usize;
+                    (servers.nodes[pick].clone(), length, "")
+                }
+                _ => {
+                    if !servers.sentinel {
+                        return Err("failover needs a Sentinel URL".into());
+                    }
+                    // Long enough for Sentinel to notice (2 s) and promote the replica.
+                    let length = length.max(Duration::from_secs(5));
+                    (target.primary()?, length, "; Sentinel fails over")
+                }
+            };
             fault(
-                format!("primary {member} killed; Sentinel fails over"),
+                format!("{member} killed, restarted after {length:?}{detail}"),
                 None,
             );
             target.services("kill", &member)?;
