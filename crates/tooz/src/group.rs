@@ -60,6 +60,35 @@ impl Capabilities {
         }
     }
 
+    /// The msgpack bytes Python tooz stores (bytes as bin, text as str).
+    pub fn to_msgpack(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        rmpv::encode::write_value(&mut out, &self.0).expect("writing to a Vec cannot fail");
+        out
+    }
+
+    /// Reads stored msgpack bytes: one value, nothing after it (as msgpack-python reads
+    /// them). Anything else is [`Error::Serialization`], never a panic.
+    ///
+    /// ```
+    /// use tooz::Capabilities;
+    /// let caps = Capabilities::from("zone=a");
+    /// assert_eq!(Capabilities::from_msgpack(&caps.to_msgpack()).unwrap(), caps);
+    /// assert!(Capabilities::from_msgpack(&[0x81]).is_err()); // a map cut short
+    /// ```
+    pub fn from_msgpack(bytes: &[u8]) -> Result<Capabilities> {
+        let mut rest = bytes;
+        let value = rmpv::decode::read_value(&mut rest)
+            .map_err(|e| Error::Serialization(format!("corrupt capabilities: {e}")))?;
+        if !rest.is_empty() {
+            return Err(Error::Serialization(format!(
+                "corrupt capabilities: {} trailing bytes",
+                rest.len()
+            )));
+        }
+        Ok(Capabilities(value))
+    }
+
     /// A field of map capabilities, by string key.
     pub fn get(&self, key: &str) -> Option<&Value> {
         match &self.0 {
@@ -318,5 +347,67 @@ async fn poll_members(driver: Arc<dyn Driver>, mut differ: Differ) {
             }
             Err(error) => tracing::warn!(group = %differ.group, %error, "watch poll failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Valid encodings: nil, bin, str, nested maps and arrays, every int width, float, ext.
+    fn corpus() -> Vec<Vec<u8>> {
+        let values = [
+            Value::Nil,
+            Value::Binary(b"zone-a".to_vec()),
+            Value::from("text"),
+            Value::Map(vec![
+                ("weight".into(), 1.into()),
+                (
+                    "tags".into(),
+                    Value::Array(vec![Value::from(-1), u64::MAX.into()]),
+                ),
+                (
+                    "nested".into(),
+                    Value::Map(vec![(2.into(), Value::F64(0.5))]),
+                ),
+            ]),
+            Value::from(i64::MIN),
+            Value::Ext(-1, vec![0, 0, 0, 1]),
+        ];
+        values
+            .into_iter()
+            .map(|v| Capabilities(v).to_msgpack())
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+        #[test]
+        fn corrupt_capabilities_give_typed_errors(bytes in crate::fuzz::garbage(corpus())) {
+            match Capabilities::from_msgpack(&bytes) {
+                // What decodes re-encodes to bytes that decode to the same value.
+                Ok(caps) => {
+                    let again = Capabilities::from_msgpack(&caps.to_msgpack()).unwrap();
+                    prop_assert_eq!(again.to_msgpack(), caps.to_msgpack());
+                }
+                Err(Error::Serialization(_)) => {}
+                Err(other) => prop_assert!(false, "untyped error: {other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn capabilities_round_trip() {
+        for bytes in corpus() {
+            assert_eq!(
+                Capabilities::from_msgpack(&bytes).unwrap().to_msgpack(),
+                bytes
+            );
+        }
+        assert!(Capabilities::from_msgpack(&[0xc0, 0xc0]).is_err());
+        assert!(Capabilities::from_msgpack(&[]).is_err());
     }
 }

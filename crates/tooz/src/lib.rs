@@ -41,6 +41,8 @@ pub mod driver;
 pub mod drivers;
 mod election;
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod group;
 pub mod hashring;
 mod id;

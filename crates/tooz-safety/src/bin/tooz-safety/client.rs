@@ -2,17 +2,19 @@
 //! and campaigns in the election, recording every operation, until SIGTERM.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tooz::{ConnectionState, Coordinator, DriverUrl, Error, LockGuard};
 use tooz_safety::{Kind, Op};
 
 use crate::fenced::{Outcome, Writer};
-use crate::mutant::{Mutant, MutantDriver};
 use crate::record::Recorder;
 use crate::rng::Rng;
+use crate::wrap::{Mutant, WrappedDriver};
 
 /// How a client is told to run.
 #[derive(Debug, clap::Args)]
@@ -74,9 +76,7 @@ pub async fn run(args: ClientArgs) -> Result<(), String> {
     let coord = connect(&args, &member).await?;
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
-        if let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
             term.recv().await;
         }
         let _ = stop_tx.send(true);
@@ -104,16 +104,27 @@ pub async fn run(args: ClientArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// The coordinator over the wrapped driver: SIGUSR1 starves its keep-alive (heartbeats and
+/// lock refreshes wait), SIGUSR2 feeds it again.
 async fn connect(args: &ClientArgs, member: &str) -> Result<Coordinator, String> {
-    let coord = match args.mutant {
-        Some(mutant) if mutant != Mutant::D => {
-            let url = DriverUrl::parse(&args.url).map_err(|e| e.to_string())?;
-            let inner = tooz::drivers::build(&url, &member.into()).map_err(|e| e.to_string())?;
-            Coordinator::with_driver(Arc::new(MutantDriver::new(inner, mutant)), member)
-        }
-        _ => Coordinator::connect(&args.url, member).await,
+    let starved = Arc::new(AtomicBool::new(false));
+    for (kind, value) in [
+        (SignalKind::user_defined1(), true),
+        (SignalKind::user_defined2(), false),
+    ] {
+        let mut signals = signal(kind).map_err(|e| e.to_string())?;
+        let starved = starved.clone();
+        tokio::spawn(async move {
+            while signals.recv().await.is_some() {
+                starved.store(value, Ordering::Release);
+            }
+        });
     }
-    .map_err(|e| e.to_string())?;
+    let url = DriverUrl::parse(&args.url).map_err(|e| e.to_string())?;
+    let inner = tooz::drivers::build(&url, &member.into()).map_err(|e| e.to_string())?;
+    let mutant = args.mutant.filter(|m| *m != Mutant::D);
+    let driver = WrappedDriver::new(inner, mutant, starved);
+    let coord = Coordinator::with_driver(Arc::new(driver), member).map_err(|e| e.to_string())?;
     // The server may be down (a fault): keep trying for a while.
     for _ in 0..60 {
         match coord.start().await {

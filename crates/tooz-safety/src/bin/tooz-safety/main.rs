@@ -10,11 +10,11 @@
 
 mod client;
 mod fenced;
-mod mutant;
 mod nemesis;
 mod record;
 mod rng;
 mod runner;
+mod wrap;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

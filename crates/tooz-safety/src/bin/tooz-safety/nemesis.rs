@@ -10,8 +10,9 @@ use crate::record::Recorder;
 use crate::rng::Rng;
 
 /// The fault classes a run may select (names as on the command line).
-pub const CLASSES: [(&str, FaultClass); 9] = [
+pub const CLASSES: [(&str, FaultClass); 10] = [
     ("pause", FaultClass::Pause),
+    ("pause-keepalive", FaultClass::PauseKeepalive),
     ("kill", FaultClass::Kill),
     ("lost-reply", FaultClass::LostReply),
     ("black-hole", FaultClass::BlackHole),
@@ -96,6 +97,16 @@ pub async fn inject(
             target.signal(process, libc::SIGSTOP);
             tokio::time::sleep(length).await;
             target.signal(process, libc::SIGCONT);
+            heal(Some(process));
+        }
+        FaultClass::PauseKeepalive => {
+            fault(
+                format!("keep-alive (heartbeats, lock refreshes) starved for {length:?}"),
+                Some(process),
+            );
+            target.signal(process, libc::SIGUSR1);
+            tokio::time::sleep(length).await;
+            target.signal(process, libc::SIGUSR2);
             heal(Some(process));
         }
         FaultClass::Kill => {

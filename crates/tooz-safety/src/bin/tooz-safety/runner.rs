@@ -12,10 +12,10 @@ use tooz_safety::{check, write_jsonl, write_register_jsonl, CheckId, Event, Faul
 use tooz_safety::{Expectations, FencedRegister, Kind, Op, Report};
 use tooz_testkit::FaultProxy;
 
-use crate::mutant::Mutant;
 use crate::nemesis::{self, ServerMembers, Target};
 use crate::record::Recorder;
 use crate::rng::Rng;
+use crate::wrap::Mutant;
 
 /// Options of one run.
 #[derive(Debug, clap::Args)]
@@ -28,7 +28,8 @@ pub struct RunArgs {
     /// Client processes.
     #[arg(long, default_value_t = 5)]
     pub clients: u32,
-    /// Fault classes, comma-separated: pause, kill, lost-reply, black-hole, delay, drop,
+    /// Fault classes, comma-separated: pause, pause-keepalive, kill, lost-reply, black-hole,
+    /// delay, drop,
     /// server-restart, node-kill, failover.
     #[arg(long, value_delimiter = ',', default_value = "pause,kill")]
     pub faults: Vec<String>,

@@ -175,7 +175,39 @@ fn parse_datetime(payload: &[u8]) -> Result<SystemTime> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    fn corpus() -> Vec<Vec<u8>> {
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_700_000_000_123_456);
+        vec![
+            group_metadata(&Id::from("my_group")),
+            member_record(&Id::from("m"), &Capabilities::none(), at),
+            member_record(
+                &Id::from(&b"\xff\x00"[..]),
+                &Capabilities::from("zone=a"),
+                at,
+            ),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+        #[test]
+        fn corrupt_records_give_typed_errors(bytes in crate::fuzz::garbage(corpus())) {
+            for outcome in [
+                read_member_record(&bytes).map(|_| ()),
+                read_group_metadata(&bytes).map(|_| ()),
+                parse_datetime(&bytes).map(|_| ()),
+            ] {
+                if let Err(error) = outcome {
+                    prop_assert!(matches!(error, Error::Serialization(_)), "{error}");
+                }
+            }
+        }
+    }
 
     fn unhex(s: &str) -> Vec<u8> {
         let s: String = s.split_whitespace().collect();

@@ -592,6 +592,43 @@ impl Tx<'_> {
 mod tests {
     use super::*;
 
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn corpus() -> Vec<Vec<u8>> {
+            [Capabilities::none(), Capabilities::from("zone=a")]
+                .into_iter()
+                .map(|caps| {
+                    let session = SessionRef {
+                        pid: 4242,
+                        semid: 7,
+                    };
+                    let member = Id::from("member");
+                    let record = Record {
+                        member,
+                        caps,
+                        joined_at_ns: 1_700_000_000_000_000_000,
+                        session,
+                    };
+                    record.encode().unwrap()
+                })
+                .collect()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+            #[test]
+            fn corrupt_member_records_give_typed_errors(bytes in crate::fuzz::garbage(corpus())) {
+                if let Err(error) = Record::decode(&bytes) {
+                    prop_assert!(matches!(error, Error::Serialization(_)), "{error}");
+                }
+            }
+        }
+    }
+
     /// Appendix A: the segment bytes for the group list `{b'g1'}`.
     #[test]
     fn group_list_bytes_match_tooz() {

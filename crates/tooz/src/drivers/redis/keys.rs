@@ -26,8 +26,6 @@
 //! `N_rs:session:<sid>` (`B<token>`, `E<token>`: this session's acquisition was broken or
 //! taken over after it expired).
 
-use crate::error::{Error, Result};
-use crate::group::Capabilities;
 use crate::id::Id;
 use crate::lock::FencingToken;
 
@@ -178,30 +176,10 @@ pub(super) fn token(epoch: u64, counter: u64) -> FencingToken {
     FencingToken((epoch << COUNTER_BITS) | (counter & COUNTER_LIMIT))
 }
 
-/// Capabilities as Python tooz stores them: msgpack with bytes as bin and text as str.
-pub(super) fn encode_caps(caps: &Capabilities) -> Vec<u8> {
-    let mut out = Vec::new();
-    rmpv::encode::write_value(&mut out, caps.value()).expect("writing to a Vec cannot fail");
-    out
-}
-
-/// Reads stored capabilities; trailing bytes are an error, as for msgpack-python.
-pub(super) fn decode_caps(bytes: &[u8]) -> Result<Capabilities> {
-    let mut rest = bytes;
-    let value = rmpv::decode::read_value(&mut rest)
-        .map_err(|e| Error::Serialization(format!("corrupt capabilities: {e}")))?;
-    if !rest.is_empty() {
-        return Err(Error::Serialization(format!(
-            "corrupt capabilities: {} trailing bytes",
-            rest.len()
-        )));
-    }
-    Ok(Capabilities::from(value))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::group::Capabilities;
     use crate::group::Value;
 
     #[test]
@@ -263,16 +241,22 @@ mod tests {
 
     #[test]
     fn capabilities_match_python_bytes() {
-        assert_eq!(encode_caps(&Capabilities::none()), [0xc0]);
-        assert_eq!(encode_caps(&Capabilities::from(b"")), [0xc4, 0x00]);
+        assert_eq!(Capabilities::to_msgpack(&Capabilities::none()), [0xc0]);
+        assert_eq!(
+            Capabilities::to_msgpack(&Capabilities::from(b"")),
+            [0xc4, 0x00]
+        );
         let weight = Capabilities::from(Value::Map(vec![("weight".into(), 1.into())]));
         assert_eq!(
-            encode_caps(&weight),
+            Capabilities::to_msgpack(&weight),
             [0x81, 0xa6, b'w', b'e', b'i', b'g', b'h', b't', 0x01]
         );
-        assert_eq!(decode_caps(&encode_caps(&weight)).unwrap(), weight);
-        assert!(decode_caps(&[0xc0, 0xc0]).is_err());
-        assert!(decode_caps(&[0x81]).is_err());
+        assert_eq!(
+            Capabilities::from_msgpack(&weight.to_msgpack()).unwrap(),
+            weight
+        );
+        assert!(Capabilities::from_msgpack(&[0xc0, 0xc0]).is_err());
+        assert!(Capabilities::from_msgpack(&[0x81]).is_err());
     }
 
     #[test]

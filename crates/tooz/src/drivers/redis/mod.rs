@@ -438,7 +438,7 @@ impl RedisDriver {
             .ok_or_else(|| unexpected("the member script", &reply))?;
         let ttl = items.next().as_ref().and_then(int).unwrap_or(-2);
         let joined = items.next().as_ref().and_then(int).map(|ms| ms as u64);
-        Ok((keys::decode_caps(&caps)?, ttl, joined))
+        Ok((Capabilities::from_msgpack(&caps)?, ttl, joined))
     }
 
     fn lock_keys(&self, name: &Id) -> [Vec<u8>; 6] {
@@ -707,7 +707,7 @@ impl Driver for RedisDriver {
         let (key, joined) = (self.keys.group(group), self.keys.joined());
         let channel = self.keys.group_channel(group);
         let field = self.keys.joined_field(group, member);
-        let (encoded, at) = (keys::encode_caps(caps), now_ms().to_string());
+        let (encoded, at) = (caps.to_msgpack(), now_ms().to_string());
         let reply = self
             .eval(
                 &Scripts::get().join,
@@ -763,7 +763,7 @@ impl Driver for RedisDriver {
             let (Some(member), Some(caps)) = (bytes(member), bytes(caps)) else {
                 continue;
             };
-            out.insert(Id::from(member), keys::decode_caps(&caps)?);
+            out.insert(Id::from(member), Capabilities::from_msgpack(&caps)?);
         }
         Ok(out)
     }
@@ -793,7 +793,7 @@ impl Driver for RedisDriver {
         caps: &Capabilities,
     ) -> Result<()> {
         let key = self.keys.group(group);
-        let encoded = keys::encode_caps(caps);
+        let encoded = caps.to_msgpack();
         let reply = self
             .eval(
                 &Scripts::get().update_capabilities,

@@ -163,19 +163,12 @@ pub(crate) fn zk_error(error: zookeeper_client::Error) -> Error {
 /// Member nodes read per multi-read request by `get_members_with_capabilities`.
 const READ_BATCH: usize = 256;
 
-fn encode_caps(caps: &Capabilities) -> Vec<u8> {
-    let mut out = Vec::new();
-    rmpv::encode::write_value(&mut out, caps.value()).expect("writing to a Vec cannot fail");
-    out
-}
-
+/// A member node's capabilities; a node made without data (by another tool) has none.
 fn decode_caps(data: &[u8]) -> Result<Capabilities> {
     if data.is_empty() {
         return Ok(Capabilities::none());
     }
-    rmpv::decode::read_value(&mut &data[..])
-        .map(Capabilities::from)
-        .map_err(|e| Error::Serialization(format!("member capabilities: {e}")))
+    Capabilities::from_msgpack(data)
 }
 
 /// State shared by the driver and its background tasks.
@@ -270,7 +263,7 @@ impl Shared {
             let path = self.layout.member(&group, &self.member);
             let mut created = live
                 .client
-                .create(&path, &encode_caps(&caps), &options)
+                .create(&path, &caps.to_msgpack(), &options)
                 .await;
             if created == Err(zookeeper_client::Error::NodeExists) {
                 if let Ok((Some(stat), watcher)) = live.client.check_and_watch_stat(&path).await {
@@ -279,7 +272,7 @@ impl Shared {
                         let _ = tokio::time::timeout(bound, watcher.changed()).await;
                         created = live
                             .client
-                            .create(&path, &encode_caps(&caps), &options)
+                            .create(&path, &caps.to_msgpack(), &options)
                             .await;
                     }
                 }
@@ -483,7 +476,7 @@ impl Driver for ZooKeeperDriver {
         let options = self.shared.conn.options(CreateMode::Ephemeral);
         match live
             .client
-            .create(&path, &encode_caps(caps), &options)
+            .create(&path, &caps.to_msgpack(), &options)
             .await
         {
             Ok(_) => {
@@ -595,7 +588,7 @@ impl Driver for ZooKeeperDriver {
     ) -> Result<()> {
         let live = self.shared.conn.live()?;
         let path = self.shared.layout.member(group, member);
-        match live.client.set_data(&path, &encode_caps(caps), None).await {
+        match live.client.set_data(&path, &caps.to_msgpack(), None).await {
             Ok(_) => {
                 if member == &self.shared.member {
                     let mut joined = self.shared.joined.lock().unwrap();

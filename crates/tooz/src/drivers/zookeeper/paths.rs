@@ -221,6 +221,24 @@ pub fn digest_id(user: &str, password: &str) -> String {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2048, ..Default::default() })]
+
+        /// Any id survives the node name; any node name (a Python peer's, a corrupt one)
+        /// decodes to some id without panicking.
+        #[test]
+        fn node_names_round_trip_and_never_panic(
+            id in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            name in "(~b64~)?[ -~]{0,40}",
+        ) {
+            for kind in [Kind::Member, Kind::Group, Kind::Lock] {
+                let decoded = decode_name(&encode_name(&id, kind));
+                proptest::prop_assert_eq!(decoded.as_bytes(), &id[..]);
+            }
+            let _ = decode_name(&name);
+        }
+    }
+
     #[test]
     fn plain_ascii_ids_are_python_paths() {
         let layout = Layout::new("tooz");

@@ -1,9 +1,10 @@
-//! Seeded bugs, to prove the checker can fail: a driver wrapper that breaks one guarantee.
-//! (Mutant `d`, a client that ignores its lost signal, lives in the client loop.)
+//! The client's driver wrapper: keep-alive starvation on the nemesis's signal, and seeded
+//! bugs that prove the checker can fail (mutant `d`, a client that ignores its lost signal,
+//! lives in the client loop).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,20 +42,29 @@ impl FromStr for Mutant {
     }
 }
 
-/// A driver with one seeded bug.
-pub struct MutantDriver {
+/// A driver whose keep-alive can be starved, with at most one seeded bug.
+pub struct WrappedDriver {
     inner: Arc<dyn Driver>,
-    mutant: Mutant,
+    mutant: Option<Mutant>,
     counter: AtomicU64,
+    starved: Arc<AtomicBool>,
 }
 
-impl MutantDriver {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn Driver>, mutant: Mutant) -> Self {
-        MutantDriver {
+impl WrappedDriver {
+    /// Wraps `inner`; while `starved` is set, heartbeats and lock refreshes wait.
+    pub fn new(inner: Arc<dyn Driver>, mutant: Option<Mutant>, starved: Arc<AtomicBool>) -> Self {
+        WrappedDriver {
             inner,
             mutant,
             counter: AtomicU64::new(0),
+            starved,
+        }
+    }
+
+    /// Waits while the keep-alive is starved.
+    async fn fed(&self) {
+        while self.starved.load(Ordering::Acquire) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -100,7 +110,7 @@ fn deaf(req: &LockRequest) -> LockRequest {
 }
 
 #[async_trait]
-impl Driver for MutantDriver {
+impl Driver for WrappedDriver {
     fn scheme(&self) -> &'static str {
         self.inner.scheme()
     }
@@ -126,6 +136,7 @@ impl Driver for MutantDriver {
         self.inner.stop().await
     }
     async fn heartbeat(&self) -> Result<Option<Duration>> {
+        self.fed().await;
         self.inner.heartbeat().await
     }
     async fn create_group(&self, group: &Id) -> Result<()> {
@@ -165,9 +176,9 @@ impl Driver for MutantDriver {
     }
     async fn lock_try_acquire(&self, req: &LockRequest) -> Result<Option<FencingToken>> {
         match self.mutant {
-            Mutant::A => self.inner.lock_try_acquire(&deaf(req)).await,
-            Mutant::F => Ok(Some(self.made_up_token())),
-            Mutant::C => Ok(self
+            Some(Mutant::A) => self.inner.lock_try_acquire(&deaf(req)).await,
+            Some(Mutant::F) => Ok(Some(self.made_up_token())),
+            Some(Mutant::C) => Ok(self
                 .inner
                 .lock_try_acquire(req)
                 .await?
@@ -181,13 +192,13 @@ impl Driver for MutantDriver {
         deadline: Option<Instant>,
     ) -> Result<Option<FencingToken>> {
         match self.mutant {
-            Mutant::F => Ok(Some(self.made_up_token())),
-            Mutant::C => Ok(self
+            Some(Mutant::F) => Ok(Some(self.made_up_token())),
+            Some(Mutant::C) => Ok(self
                 .inner
                 .lock_acquire(req, deadline)
                 .await?
                 .map(|_| FencingToken(self.next_count()))),
-            Mutant::B => {
+            Some(Mutant::B) => {
                 let changed = self.inner.lock_changed(&req.name).await?;
                 if let Some(token) = self.inner.lock_try_acquire(req).await? {
                     return Ok(Some(token));
@@ -201,9 +212,9 @@ impl Driver for MutantDriver {
                 };
                 Ok(changed_in_time.then(|| self.made_up_token()))
             }
-            Mutant::E => self.acquire_losing_reply(req, deadline).await,
-            Mutant::A => self.inner.lock_acquire(&deaf(req), deadline).await,
-            Mutant::D => self.inner.lock_acquire(req, deadline).await,
+            Some(Mutant::E) => self.acquire_losing_reply(req, deadline).await,
+            Some(Mutant::A) => self.inner.lock_acquire(&deaf(req), deadline).await,
+            Some(Mutant::D) | None => self.inner.lock_acquire(req, deadline).await,
         }
     }
     async fn lock_changed(&self, name: &Id) -> Result<ChangeWait> {
@@ -211,14 +222,15 @@ impl Driver for MutantDriver {
     }
     async fn lock_release(&self, req: &LockRequest) -> Result<bool> {
         match self.mutant {
-            Mutant::F => Ok(true),
-            Mutant::A => self.inner.lock_break(&req.name).await,
+            Some(Mutant::F) => Ok(true),
+            Some(Mutant::A) => self.inner.lock_break(&req.name).await,
             _ => self.inner.lock_release(req).await,
         }
     }
     async fn lock_refresh(&self, req: &LockRequest) -> Result<bool> {
+        self.fed().await;
         match self.mutant {
-            Mutant::A | Mutant::F => Ok(true),
+            Some(Mutant::A | Mutant::F) => Ok(true),
             _ => self.inner.lock_refresh(req).await,
         }
     }
