@@ -6,10 +6,13 @@
 //! * without a client certificate, with a CA that did not sign the server's certificate, or
 //!   in clear text against the TLS port, connecting fails with a connection error within the
 //!   session timeout (no hang, no silent fallback to clear text);
-//! * certificate and key files that are missing or not PEM are refused when the URL is read.
+//! * certificate and key files that are missing or not PEM are refused when the URL is read;
+//! * Python tooz (kazoo) over TLS and Rust over TLS exclude each other on one lock.
 //!
 //! Without ZooKeeper installed the tests are skipped, except under `CI=true`.
 #![cfg(feature = "zookeeper-tls")]
+
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -70,7 +73,9 @@ async fn locks_and_groups_work_over_tls() {
     again.release().await.unwrap();
 
     let caps = Capabilities::from("zone=tls");
-    a.join_group_create("tls-group", caps.clone()).await.unwrap();
+    a.join_group_create("tls-group", caps.clone())
+        .await
+        .unwrap();
     assert!(b
         .get_members("tls-group")
         .await
@@ -144,7 +149,10 @@ async fn bad_certificate_files_are_refused_when_the_url_is_read() {
             format!("use_ssl=true&ca={certs}/ca.pem&certfile={garbage}&keyfile={garbage}"),
             "keyfile",
         ),
-        ("use_ssl=true&keyfile_password=hunter2".to_string(), "keyfile_password"),
+        (
+            "use_ssl=true&keyfile_password=hunter2".to_string(),
+            "keyfile_password",
+        ),
     ] {
         let url = url_with(&query);
         let error = Coordinator::connect(&url, "m")
@@ -158,4 +166,19 @@ async fn bad_certificate_files_are_refused_when_the_url_is_read() {
         assert!(!error.to_string().contains("hunter2"), "{error}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn python_tooz_over_tls_shares_locks_and_groups() {
+    let Some((_, url)) = server() else { return };
+    let Some(py) = support::python() else { return };
+    let rust = start(&url, "tls-rust").await.expect("TLS connection");
+    let name = format!("tls-interop-{}", std::process::id());
+    let held = rust.lock(name.as_str()).acquire().await.unwrap();
+    let out = support::python_output(&py, "zookeeper_peer.py", &["try-lock", &url, &name]);
+    assert_eq!(out.trim(), "busy", "Python over TLS sees the Rust holder");
+    held.release().await.unwrap();
+    let out = support::python_output(&py, "zookeeper_peer.py", &["try-lock", &url, &name]);
+    assert_eq!(out.trim(), "acquired");
+    rust.stop().await.unwrap();
 }
