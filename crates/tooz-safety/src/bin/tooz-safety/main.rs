@@ -9,11 +9,13 @@
 //! Exit status: 0 when every check the driver claims held, 1 when one failed, 2 on errors.
 
 mod client;
+mod clients;
 mod fenced;
 mod nemesis;
 mod record;
 mod rng;
 mod runner;
+mod saved;
 mod wrap;
 
 use std::path::PathBuf;

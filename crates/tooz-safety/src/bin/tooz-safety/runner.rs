@@ -1,20 +1,18 @@
 //! `tooz-safety run`: client processes, the fenced register, fault proxies and the nemesis for
 //! one bounded run; then the merged history is checked and everything is saved.
 
-use std::collections::BTreeMap;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tooz_safety::{check, write_jsonl, write_register_jsonl, CheckId, Event, FaultClass};
-use tooz_safety::{Expectations, FencedRegister, Kind, Op, Report};
-use tooz_testkit::FaultProxy;
+use tooz_safety::{check, write_jsonl, write_register_jsonl, CheckId, FaultClass};
+use tooz_safety::{Expectations, FencedRegister, Kind, Op};
 
-use crate::nemesis::{self, ServerMembers, Target};
+use crate::clients::{start_proxies, Clients};
+use crate::nemesis::{self, ServerMembers};
 use crate::record::Recorder;
 use crate::rng::Rng;
+use crate::saved::{merge_histories, summary, timeline};
 use crate::wrap::Mutant;
 
 /// Options of one run.
@@ -178,9 +176,10 @@ pub async fn run(args: RunArgs) -> Result<bool, String> {
         );
     }
     if args.json {
+        let elapsed = began.elapsed();
         println!(
             "{}",
-            summary(&args, &scheme, seed, &history, &report, began.elapsed())
+            summary(&args, &scheme, seed, &history, &report, elapsed)
         );
     }
     Ok(passed)
@@ -236,276 +235,6 @@ fn command_line(args: &RunArgs, seed: u64, out: &Path) -> String {
 }
 
 /// The URL as printed: passwords hidden.
-fn redacted(url: &str) -> String {
+pub fn redacted(url: &str) -> String {
     tooz::DriverUrl::parse(url).map_or_else(|_| "(unparsable URL)".into(), |u| u.to_string())
-}
-
-/// One fault proxy per client in front of the URL's single `host:port`.
-async fn start_proxies(url: &str, clients: u32) -> Result<Vec<FaultProxy>, String> {
-    let authority = authority(url).ok_or("network faults need a URL with one host:port")?;
-    let upstream: SocketAddr = authority
-        .to_socket_addrs()
-        .map_err(|e| format!("{authority}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{authority} resolves to nothing"))?;
-    let mut proxies = Vec::new();
-    for _ in 0..clients {
-        proxies.push(
-            FaultProxy::start(upstream)
-                .await
-                .map_err(|e| format!("fault proxy: {e}"))?,
-        );
-    }
-    Ok(proxies)
-}
-
-/// The `host:port` of a single-host URL (without user info).
-fn authority(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = &rest[..end];
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    (!authority.is_empty() && !authority.contains(',') && authority.contains(':'))
-        .then_some(authority)
-}
-
-/// The client processes of a run.
-struct Clients {
-    exe: PathBuf,
-    url: String,
-    out: PathBuf,
-    register_addr: SocketAddr,
-    /// The register, whose log tells who holds what.
-    register: Arc<FencedRegister>,
-    /// The lock, the long-held lock and the election group.
-    resources: [String; 3],
-    ttl: Duration,
-    mutant: Option<Mutant>,
-    seed: u64,
-    children: Vec<Option<Child>>,
-    incarnations: Vec<u32>,
-    proxies: Vec<FaultProxy>,
-}
-
-impl Clients {
-    fn url_of(&self, process: u32) -> String {
-        match (self.proxies.get(process as usize - 1), authority(&self.url)) {
-            (Some(proxy), Some(authority)) => {
-                self.url.replacen(authority, &proxy.addr().to_string(), 1)
-            }
-            _ => self.url.clone(),
-        }
-    }
-
-    fn spawn(&mut self, process: u32) -> Result<(), String> {
-        let index = process as usize - 1;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.out.join(format!("p{process}.log")))
-            .map_err(|e| e.to_string())?;
-        let mut command = Command::new(&self.exe);
-        command
-            .arg("client")
-            .args(["--url", &self.url_of(process)])
-            .args(["--process", &process.to_string()])
-            .args(["--incarnation", &self.incarnations[index].to_string()])
-            .args(["--register", &self.register_addr.to_string()])
-            .arg("--history")
-            .arg(self.out.join(format!("p{process}.jsonl")))
-            .args(["--ttl", &self.ttl.as_secs_f64().to_string()])
-            .args(["--seed", &self.seed.to_string()])
-            .args(["--lock", &self.resources[0]])
-            .args(["--group", &self.resources[2]])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log);
-        if let Some(mutant) = self.mutant {
-            command.args(["--mutant", &format!("{mutant:?}").to_lowercase()]);
-        }
-        let child = command
-            .spawn()
-            .map_err(|e| format!("client {process}: {e}"))?;
-        if self.children.len() < process as usize {
-            self.children.resize_with(process as usize, || None);
-        }
-        self.children[index] = Some(child);
-        Ok(())
-    }
-
-    /// Ends every client: SIGCONT (a paused one), SIGTERM, then SIGKILL after 10 s.
-    fn stop_all(&mut self) {
-        for proxy in &self.proxies {
-            proxy.heal();
-        }
-        for process in 1..=self.children.len() as u32 {
-            self.signal(process, libc::SIGCONT);
-            self.signal(process, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for child in self.children.iter_mut().flatten() {
-            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if matches!(child.try_wait(), Ok(None)) {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
-}
-
-impl Target for Clients {
-    fn victim(&self, rng: &mut Rng) -> u32 {
-        let any = 1 + rng.below(self.incarnations.len() as u64) as u32;
-        let resource = match rng.below(4) {
-            0 => &self.resources[0],
-            1 => &self.resources[1],
-            2 => &self.resources[2],
-            _ => return any,
-        };
-        let log = self.register.log();
-        let last_writer = log
-            .iter()
-            .rev()
-            .find(|e| e.accepted && &e.resource == resource)
-            .map(|e| e.process);
-        last_writer.unwrap_or(any)
-    }
-
-    fn signal(&mut self, process: u32, signal: libc::c_int) {
-        if let Some(Some(child)) = self.children.get(process as usize - 1) {
-            // SAFETY: plain kill(2) on a child of ours that has not been reaped.
-            unsafe { libc::kill(child.id() as libc::pid_t, signal) };
-        }
-    }
-
-    fn kill(&mut self, process: u32) {
-        if let Some(Some(child)) = self.children.get_mut(process as usize - 1) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn restart(&mut self, process: u32) {
-        self.incarnations[process as usize - 1] += 1;
-        if let Err(error) = self.spawn(process) {
-            eprintln!("restarting client {process}: {error}");
-        }
-    }
-
-    fn proxy(&self, process: u32) -> Option<&FaultProxy> {
-        self.proxies.get(process as usize - 1)
-    }
-
-    fn services(&mut self, action: &str, member: &str) -> Result<(), String> {
-        let out = tokio::task::block_in_place(|| tooz_testkit::services::run(&[action, member]));
-        out.map(|_| ())
-            .map_err(|e| format!("scripts/services {action} {member}: {e}"))
-    }
-
-    fn primary(&mut self) -> Result<String, String> {
-        let out = tokio::task::block_in_place(|| {
-            Command::new("redis-cli")
-                .args([
-                    "-p",
-                    "26379",
-                    "sentinel",
-                    "get-master-addr-by-name",
-                    "mymaster",
-                ])
-                .output()
-        })
-        .map_err(|e| format!("redis-cli: {e}"))?;
-        match String::from_utf8_lossy(&out.stdout).lines().nth(1) {
-            Some("6379") => Ok("redis-1".into()),
-            Some("6380") => Ok("redis-2".into()),
-            other => Err(format!("Sentinel names no known primary ({other:?})")),
-        }
-    }
-}
-
-/// Every process's events in time order (ties keep file order).
-fn merge_histories(out: &Path, clients: u32) -> Result<Vec<Event>, String> {
-    let mut all = Vec::new();
-    let files = std::iter::once("nemesis.jsonl".to_string())
-        .chain((1..=clients).map(|p| format!("p{p}.jsonl")));
-    for name in files {
-        let path = out.join(&name);
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        // A client killed mid-write may leave a torn last line: keep what parses.
-        let complete = match text.rfind('\n') {
-            Some(end) => &text[..=end],
-            None => "",
-        };
-        all.extend(tooz_safety::read_jsonl(complete).map_err(|e| format!("{name}: {e}"))?);
-    }
-    all.sort_by_key(|e| e.time_ns);
-    Ok(all)
-}
-
-/// A readable timeline: milliseconds since the first event, process, kind, operation.
-fn timeline(history: &[Event]) -> String {
-    let start = history.first().map_or(0, |e| e.time_ns);
-    let mut text = String::new();
-    for (index, e) in history.iter().enumerate() {
-        let ms = (e.time_ns - start) as f64 / 1e6;
-        let op = serde_json::to_string(&e.op).unwrap_or_default();
-        text += &format!(
-            "{index:>7} {ms:>11.3} ms  p{:<3} {:<8} {op}\n",
-            e.process,
-            format!("{:?}", e.kind).to_lowercase()
-        );
-    }
-    text
-}
-
-/// One JSON line: what `scripts/safety` tabulates in docs/safety.md.
-fn summary(
-    args: &RunArgs,
-    scheme: &str,
-    seed: u64,
-    history: &[Event],
-    report: &Report,
-    elapsed: Duration,
-) -> String {
-    let mut faults: BTreeMap<String, usize> = BTreeMap::new();
-    let mut lock_ops = 0;
-    for e in history {
-        match (&e.kind, &e.op) {
-            (Kind::Info, Op::Fault { class, .. }) => {
-                *faults.entry(format!("{class:?}")).or_default() += 1;
-            }
-            (Kind::Invoke, Op::Acquire { .. } | Op::Release { .. }) => lock_ops += 1,
-            _ => {}
-        }
-    }
-    let violations: BTreeMap<String, usize> = report
-        .checks
-        .iter()
-        .map(|c| (format!("{:?}", c.check), c.count))
-        .collect();
-    let tolerated: Vec<String> = report
-        .checks
-        .iter()
-        .filter(|c| c.tolerated.is_some())
-        .map(|c| format!("{:?}", c.check))
-        .collect();
-    serde_json::json!({
-        "url": redacted(&args.url),
-        "scheme": scheme,
-        "seed": seed,
-        "mutant": args.mutant.map(|m| format!("{m:?}").to_lowercase()),
-        "faults_selected": args.faults,
-        "seconds": elapsed.as_secs_f64(),
-        "clients": args.clients,
-        "faults": faults,
-        "lock_ops": lock_ops,
-        "events": history.len(),
-        "violations": violations,
-        "tolerated": tolerated,
-        "max_recovery_ms": report.stats.max_recovery_ns.map(|n| n as f64 / 1e6),
-        "passed": report.passed(),
-    })
-    .to_string()
 }
