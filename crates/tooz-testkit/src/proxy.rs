@@ -1,8 +1,8 @@
 //! A loopback TCP proxy that injects network faults between a client and a server.
 //!
 //! Point a client at [`FaultProxy::addr`] instead of the server, then change the proxy's
-//! [`Mode`] at any time to delay, drop, black-hole or hold the bytes it relays, or
-//! [`cut`](FaultProxy::cut) every open connection with a TCP reset.
+//! [`Mode`] at any time to delay, lose (as TCP loses packets), black-hole or hold the bytes it
+//! relays, or [`cut`](FaultProxy::cut) every open connection with a TCP reset.
 //!
 //! The proxy runs inside the test process on the current tokio runtime and only ever touches
 //! loopback addresses: it listens on `127.0.0.1` (or `[::1]`) and refuses upstreams that are
@@ -41,11 +41,20 @@ use tokio::time::{sleep_until, Instant};
 /// Size of the buffer each direction of a connection reads into: one read is one "chunk".
 const CHUNK: usize = 16 * 1024;
 
+/// Shortest and longest delay of a lost chunk (TCP's retransmission timeout, from its 200 ms
+/// floor to a couple of doublings).
+const RETRANSMISSION: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(1));
+
 /// What a [`FaultProxy`] currently does with the bytes it relays.
 ///
 /// A mode applies to every connection, open or new, from the moment it is set. The relay works
 /// on *chunks*: whatever one `read` returned from a socket, so a message may span several chunks
 /// and several small messages may share one.
+///
+/// A connection never carries a stream TCP could not deliver: bytes arrive in order or not
+/// at all. A connection that lost bytes (black hole, dropped replies) goes on losing
+/// everything in that direction, and is reset when the mode stops discarding, as a real
+/// connection that lost data dies of its retransmission timeout.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Mode {
@@ -59,17 +68,20 @@ pub enum Mode {
         /// Upper bound of the random extra time added to `base`.
         jitter: Duration,
     },
-    /// Drop each chunk, in either direction, with this probability (between 0 and 1).
+    /// Lose each chunk, in either direction, with this probability (between 0 and 1), as a
+    /// TCP connection sees packet loss: the chunk arrives late, after a retransmission
+    /// timeout (200 ms to 1 s), and everything behind it waits.
     DropRandom {
-        /// Probability that a chunk is dropped.
+        /// Probability that a chunk is lost (and sent again).
         probability: f64,
     },
     /// Read and discard everything, in both directions, and never answer. Open connections
-    /// stay open (no reset, no end of stream); new connections are accepted but do not reach
-    /// the upstream server until the mode changes.
+    /// stay open (no reset, no end of stream) while the mode lasts; those that lost bytes are
+    /// reset when it ends. New connections are accepted but do not reach the upstream server
+    /// until the mode changes.
     BlackHole,
     /// Relay client-to-server bytes but discard server-to-client bytes: the server does the
-    /// work, the client never hears back.
+    /// work, the client never hears back (and the connection is reset when the mode ends).
     DropReplies,
     /// Stop reading in both directions: bytes wait in the kernel's socket buffers (writers
     /// eventually block, as in a network partition where TCP keeps retransmitting) and all
@@ -84,7 +96,6 @@ impl Mode {
         match self {
             Mode::BlackHole => true,
             Mode::DropReplies => dir == Direction::ToClient,
-            Mode::DropRandom { probability } => *probability >= 1.0,
             _ => false,
         }
     }
@@ -96,7 +107,10 @@ impl Mode {
             Mode::Delay { base, jitter } => Fate::Delay(*base + jitter.mul_f64(rng.next_f64())),
             Mode::DropRandom { probability } => {
                 if rng.next_f64() < *probability {
-                    Fate::Discard
+                    Fate::Delay(
+                        RETRANSMISSION.0
+                            + (RETRANSMISSION.1 - RETRANSMISSION.0).mul_f64(rng.next_f64()),
+                    )
                 } else {
                     Fate::Forward
                 }
@@ -261,7 +275,8 @@ impl FaultProxy {
         self.set_mode(Mode::Delay { base, jitter });
     }
 
-    /// Drops each chunk, in both directions, with `probability` ([`Mode::DropRandom`]).
+    /// Loses each chunk, in both directions, with `probability`: it arrives after a
+    /// retransmission delay, in order ([`Mode::DropRandom`]).
     ///
     /// # Panics
     ///
@@ -271,7 +286,7 @@ impl FaultProxy {
     }
 
     /// Accepts, reads and discards, never answers; open connections stop relaying without
-    /// being reset ([`Mode::BlackHole`]).
+    /// being reset, until the mode ends ([`Mode::BlackHole`]).
     pub fn black_hole(&self) {
         self.set_mode(Mode::BlackHole);
     }
@@ -465,6 +480,8 @@ async fn pump(
     let mut queue: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
     let mut mode = mode_rx.borrow_and_update().clone();
     let mut proxy_alive = true;
+    // Set once a byte of this direction was thrown away: nothing after it may be delivered.
+    let mut lost = false;
     loop {
         let hold = mode == Mode::Stall;
         let due = queue.front().map(|(at, _)| *at);
@@ -475,7 +492,13 @@ async fn pump(
                     mode = mode_rx.borrow_and_update().clone();
                     if mode.discards(dir) {
                         // Bytes in flight are lost too.
+                        lost |= !queue.is_empty();
                         queue.clear();
+                    } else if lost {
+                        return Err(io::Error::new(
+                            io::ErrorKind::ConnectionReset,
+                            "fault proxy: bytes were lost, the connection cannot go on",
+                        ));
                     }
                 }
                 // The proxy is gone; the relay resets the connection.
@@ -498,6 +521,12 @@ async fn pump(
                             mode = mode_rx.borrow_and_update().clone();
                         }
                     }
+                    if lost {
+                        return Err(io::Error::new(
+                            io::ErrorKind::ConnectionReset,
+                            "fault proxy: bytes were lost, the connection cannot go on",
+                        ));
+                    }
                     while let Some((at, chunk)) = queue.pop_front() {
                         sleep_until(at).await;
                         to.write_all(&chunk).await?;
@@ -508,7 +537,7 @@ async fn pump(
                 let chunk = &buf[..n];
                 let last_due = queue.back().map(|(at, _)| *at);
                 match mode.fate(dir, &mut rng) {
-                    Fate::Discard => {}
+                    Fate::Discard => lost = true,
                     Fate::Forward if last_due.is_none() => to.write_all(chunk).await?,
                     // Behind delayed chunks: queued to keep the order.
                     Fate::Forward => {

@@ -67,7 +67,10 @@ const SHORT: Hold = Hold {
     pause: Duration::from_millis(7),
 };
 
+/// Runs one client until SIGTERM (which the kernel also sends if the runner dies).
 pub async fn run(args: ClientArgs) -> Result<(), String> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets this process's parent-death signal.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
     let rec = Arc::new(
         Recorder::open(&args.history, args.process, args.incarnation)
             .map_err(|e| format!("history {}: {e}", args.history.display()))?,

@@ -135,7 +135,7 @@ pub async fn inject(
                 }
                 _ => {
                     proxy.drop_random(0.5);
-                    "50 % of packets dropped"
+                    "50 % of chunks lost and sent again (0.2-1 s late)"
                 }
             };
             fault(format!("{detail} for {length:?}"), Some(process));
