@@ -492,3 +492,53 @@ async fn a_lost_reply_to_a_queued_acquire_leaves_no_orphan() {
         coord.stop().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn an_acquire_abandoned_after_a_lost_reply_leaves_no_orphan() {
+    let Some(_ensemble) = ensemble().await else {
+        return;
+    };
+    let lock = unique("abandoned");
+    let proxy = FaultProxy::start("127.0.0.1:2283".parse().unwrap())
+        .await
+        .unwrap();
+    let url = format!("zookeeper://{}?timeout=4", proxy.addr());
+    let holder = started(ZK3, "ab-holder").await;
+    let other = started(ZK3, "ab-other").await;
+    let client = started(&url, "ab-client").await;
+    let held = holder.lock(lock.as_str()).acquire().await.unwrap();
+
+    // The client's request reaches the server, the answer does not, and the client gives up.
+    proxy.drop_replies();
+    let gave_up = client
+        .lock(lock.as_str())
+        .acquire_timeout(Duration::from_millis(1200))
+        .await;
+    assert!(
+        gave_up.is_err(),
+        "the lock is held: the acquire must give up"
+    );
+    proxy.heal();
+    wait_state(&client, |s| {
+        matches!(s, ConnectionState::Connected | ConnectionState::Reconnected)
+    })
+    .await;
+
+    // The client's node, made by the request whose answer was lost, is deleted: once the
+    // holder releases, the other client is next.
+    let next = {
+        let (other, lock) = (other.clone(), lock.clone());
+        tokio::spawn(async move { other.lock(lock.as_str()).acquire_timeout(WAIT).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(held.release().await.unwrap());
+    let got = tokio::time::timeout(Duration::from_secs(5), next)
+        .await
+        .expect("no orphan blocks the queue")
+        .unwrap()
+        .unwrap();
+    got.release().await.unwrap();
+    for coord in [client, other, holder] {
+        coord.stop().await.unwrap();
+    }
+}

@@ -252,32 +252,56 @@ pub async fn acquire(
     let dir = shared.layout.lock_dir(&req.name);
     let prefix = format!("{}{LOCK_MARKER}", req.nonce);
     let mut backoff = REQUEUE_BACKOFF.0;
-    // Set once a request failed on the wire: a node of ours may exist without our knowing.
-    let mut unsure = false;
-    let outcome = loop {
+    // Armed once a request failed on the wire (a node of ours may exist without our knowing):
+    // unless the lock is taken, such a node is deleted, even if this future is dropped.
+    let mut leftovers = Leftovers {
+        shared: Arc::downgrade(shared),
+        dir: dir.clone(),
+        prefix: prefix.clone(),
+        armed: false,
+    };
+    loop {
         let generation = shared.conn.generation();
-        match attempt(shared, req, (&dir, &prefix), wait, unsure).await {
+        match attempt(shared, req, (&dir, &prefix), wait, leftovers.armed).await {
             Err(Error::Connection(reason)) => {
-                unsure = true;
+                leftovers.armed = true;
                 if matches!(wait, Wait::No) {
-                    break Err(Error::Connection(reason));
+                    return Err(Error::Connection(reason));
                 }
                 tracing::info!(%reason, "lock wait interrupted; queueing again once connected");
-                match usable_again(shared, generation, backoff, wait).await {
-                    Ok(true) => {}
-                    Ok(false) => break Ok(None),
-                    Err(error) => break Err(error),
+                if !usable_again(shared, generation, backoff, wait).await? {
+                    return Ok(None);
                 }
                 backoff = (backoff * 2).min(REQUEUE_BACKOFF.1);
             }
-            outcome => break outcome,
+            Ok(Some(token)) => {
+                leftovers.armed = false;
+                return Ok(Some(token));
+            }
+            outcome => return outcome,
         }
-    };
-    if unsure && !matches!(outcome, Ok(Some(_))) {
-        // Given up: a node made by an attempt whose reply was lost must not block the queue.
-        spawn_prefix_cleanup(shared, shared.conn.generation(), &dir, &prefix);
     }
-    outcome
+}
+
+/// Deletes, when dropped armed, the nodes of an acquisition that gave up after a request
+/// failed on the wire: one whose reply was lost must not block the queue.
+struct Leftovers {
+    shared: Weak<Shared>,
+    dir: String,
+    prefix: String,
+    armed: bool,
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        if !self.armed || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        if let Some(shared) = self.shared.upgrade() {
+            let generation = shared.conn.generation();
+            spawn_prefix_cleanup(&shared, generation, &self.dir, &self.prefix);
+        }
+    }
 }
 
 /// Waits at least `pause`, then until the client is connected (in session `generation` or a
