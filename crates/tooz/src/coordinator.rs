@@ -324,8 +324,14 @@ impl Coordinator {
                 match inner.driver.heartbeat().await {
                     Ok(next) => {
                         period = next.unwrap_or(period);
-                        if events.current() == ConnectionState::Suspended {
-                            events.report(ConnectionState::Reconnected);
+                        match events.current() {
+                            ConnectionState::Suspended => {
+                                events.report(ConnectionState::Reconnected)
+                            }
+                            // Everything held was reported lost: this is a new session, and
+                            // its own failures must be noticed (and reported) in turn.
+                            ConnectionState::Lost => events.report(ConnectionState::Connected),
+                            _ => {}
                         }
                         refresh_locks(&inner).await;
                     }

@@ -9,7 +9,9 @@ use tokio::sync::watch;
 ///
 /// A lock or leadership is unsafe from `Suspended` on: the backend may already have given it
 /// to someone else. If the session is not back within the driver's session timeout, the core
-/// reports it `Lost` and fires `lost()` on every lock and leadership held.
+/// reports it `Lost` and fires `lost()` on every lock and leadership held. Once the backend
+/// answers again, the state is `Connected` anew: a new session, whose own failures are
+/// reported the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ConnectionState {
     /// Not started, or stopped.

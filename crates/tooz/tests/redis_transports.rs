@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::TempDir;
-use tooz::{Coordinator, Error};
+use tooz::{ConnectionState, Coordinator, Error, LostReason};
 
 fn have(program: &str) -> bool {
     let found = Command::new(program)
@@ -222,4 +222,64 @@ async fn tls_with_a_private_ca() {
         .await
         .unwrap();
     assert!(matches!(coord.start().await, Err(Error::Connection(_))));
+}
+
+/// A holder whose server is turned into a replica (a failover it was not told of, on a direct
+/// URL) can neither refresh nor confirm its lock: `lost()` fires within the session's grace.
+/// When the server takes writes again the coordinator is `Connected` anew, and the next lock
+/// lost the same way is reported too.
+#[tokio::test]
+async fn a_holder_whose_server_becomes_a_replica_is_told_its_lock_is_lost() {
+    if !have("redis-server") {
+        return;
+    }
+    let dir = TempDir::new("tooz-demoted");
+    let (a, b) = (free_port(), free_port());
+    let ping = |port: u16| {
+        move || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .and_then(|mut s| {
+                    use std::io::{Read, Write};
+                    s.write_all(b"PING\r\n")?;
+                    let mut buf = [0u8; 7];
+                    s.read_exact(&mut buf)?;
+                    Ok(buf == *b"+PONG\r\n")
+                })
+                .unwrap_or(false)
+        }
+    };
+    let _a = Server::start(&dir.0, &["--port", &a.to_string()], ping(a));
+    let _b = Server::start(&dir.0, &["--port", &b.to_string()], ping(b));
+    let replica_of = |target: &str| {
+        let (host, port) = target.split_once(' ').unwrap();
+        let status = Command::new("redis-cli")
+            .args(["-p", &a.to_string(), "REPLICAOF", host, port])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let url = format!("redis://127.0.0.1:{a}?timeout=2");
+    let coord = Coordinator::connect(&url, "demoted").await.unwrap();
+    coord.start().await.unwrap();
+    for round in 0..2 {
+        let held = coord.lock("l").acquire().await.unwrap();
+        // `a` becomes a replica of the empty `b`: the lock is gone from both.
+        replica_of(&format!("127.0.0.1 {b}"));
+        let reason = tokio::time::timeout(Duration::from_secs(15), held.lost())
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: lost() must fire"));
+        assert_eq!(reason, LostReason::SessionLost);
+        // `a` takes writes again: a new session.
+        replica_of("NO ONE");
+        let mut states = coord.connection_states();
+        tokio::time::timeout(Duration::from_secs(15), async {
+            while *states.borrow_and_update() != ConnectionState::Connected {
+                states.changed().await.unwrap();
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: connected again"));
+    }
+    coord.stop().await.unwrap();
 }
