@@ -1,4 +1,4 @@
-//! The short safety runs CI makes: one 20 s mixed-fault run of `tooz-safety` per driver that
+//! The short safety runs CI makes: one 25 s mixed-fault run of `tooz-safety` per driver that
 //! exists (file, ipc, and with the `full` feature redis and zookeeper on the servers of
 //! `scripts/services`), which must pass every check its driver claims; and two seeded mutants
 //! that the checker must catch. The full gate is `scripts/safety gate` (docs/safety.md).
@@ -55,11 +55,7 @@ fn run(name: &str, url: &str, args: &[&str]) -> Value {
 
 /// A fault-injected run that must pass, and must have done enough to mean something.
 fn assert_safe(name: &str, url: &str, faults: &str) {
-    let summary = run(
-        name,
-        url,
-        &["--duration", "20", "--faults", faults, "--quiet", "3"],
-    );
+    let summary = run(name, url, &["--duration", "25", "--faults", faults]);
     let faults_injected: u64 = summary["faults"]
         .as_object()
         .unwrap()
@@ -145,16 +141,7 @@ fn assert_caught(mutant: &str, expected: &[&str]) {
     let summary = run(
         &format!("mutant-{mutant}"),
         &url,
-        &[
-            "--duration",
-            "8",
-            "--faults",
-            "",
-            "--quiet",
-            "1",
-            "--mutant",
-            mutant,
-        ],
+        &["--duration", "8", "--faults", "", "--mutant", mutant],
     );
     assert!(!summary["passed"].as_bool().unwrap(), "{mutant}: {summary}");
     for check in expected {

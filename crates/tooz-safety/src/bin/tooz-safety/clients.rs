@@ -142,10 +142,12 @@ impl Clients {
 impl Target for Clients {
     fn victim(&self, rng: &mut Rng) -> u32 {
         let any = 1 + rng.below(self.incarnations.len() as u64) as u32;
-        let resource = match rng.below(4) {
-            0 => &self.resources[0],
-            1 => &self.resources[1],
-            2 => &self.resources[2],
+        // Mostly the holder of the long-held lock, whose holds faults are meant to cut
+        // through; sometimes the lock's or the election's holder, sometimes anyone.
+        let resource = match rng.below(8) {
+            0..=3 => &self.resources[1],
+            4 => &self.resources[0],
+            5 => &self.resources[2],
             _ => return any,
         };
         let log = self.register.log();

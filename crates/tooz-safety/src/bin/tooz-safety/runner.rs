@@ -40,9 +40,10 @@ pub struct RunArgs {
     /// Longest allowed recovery after a fault heals (default: 2 × ttl + 3 s).
     #[arg(long, value_parser = crate::parse_secs)]
     pub recovery: Option<Duration>,
-    /// Fault-free time at the end, in which recovery is observed, seconds.
-    #[arg(long, default_value = "4", value_parser = crate::parse_secs)]
-    pub quiet: Duration,
+    /// Fault-free time at the end, seconds (default: the recovery bound + 1 s, so that the
+    /// recovery after the last fault is judged).
+    #[arg(long, value_parser = crate::parse_secs)]
+    pub quiet: Option<Duration>,
     /// Seeded bug, to prove the checker catches it.
     #[arg(long)]
     pub mutant: Option<Mutant>,
@@ -84,12 +85,16 @@ pub async fn run(args: RunArgs) -> Result<bool, String> {
     let recovery = args
         .recovery
         .unwrap_or(args.ttl * 2 + Duration::from_secs(3));
+    let quiet = args.quiet.unwrap_or(recovery + Duration::from_secs(1));
     let expect = expectations(&scheme, args.ttl, recovery);
     save(
         &out.join("expectations.json"),
         &serde_json::to_string_pretty(&expect).unwrap(),
     )?;
-    save(&out.join("command.txt"), &command_line(&args, seed, &out))?;
+    save(
+        &out.join("command.txt"),
+        &command_line(&args, seed, quiet, &out),
+    )?;
 
     let register = Arc::new(FencedRegister::new());
     let register_addr = crate::fenced::serve(register.clone())
@@ -133,14 +138,14 @@ pub async fn run(args: RunArgs) -> Result<bool, String> {
     let outcome = async {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let ttl_ms = args.ttl.as_millis() as u64;
-        while !classes.is_empty() && began.elapsed() + args.quiet < args.duration {
+        while !classes.is_empty() && began.elapsed() + quiet < args.duration {
             tokio::time::sleep(rng.millis(300, 1200)).await;
             let class = classes[rng.below(classes.len() as u64) as usize];
             let length = rng.millis(ttl_ms / 2, ttl_ms * 5 / 2);
             nemesis::inject(class, &mut clients, &servers, &nemesis, &mut rng, length).await?;
         }
         let rest = args.duration.saturating_sub(began.elapsed());
-        tokio::time::sleep(rest.max(args.quiet)).await;
+        tokio::time::sleep(rest.max(quiet)).await;
         Ok::<(), String>(())
     }
     .await;
@@ -208,7 +213,7 @@ fn save(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn command_line(args: &RunArgs, seed: u64, out: &Path) -> String {
+fn command_line(args: &RunArgs, seed: u64, quiet: Duration, out: &Path) -> String {
     let mut line = format!(
         "tooz-safety run '{}' --duration {} --clients {} --faults {} --seed {seed} --ttl {} --quiet {} --out {}",
         redacted(&args.url),
@@ -216,7 +221,7 @@ fn command_line(args: &RunArgs, seed: u64, out: &Path) -> String {
         args.clients,
         args.faults.join(","),
         args.ttl.as_secs_f64(),
-        args.quiet.as_secs_f64(),
+        quiet.as_secs_f64(),
         out.display()
     );
     if let Some(recovery) = args.recovery {
