@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Rewrites the generated section of docs/safety.md from the summaries of `scripts/safety`.
 
-Usage: safety-docs.py RESULTS_DIR DOC
-RESULTS_DIR holds <target>.jsonl (one summary per run) and mutants.jsonl.
+Usage: safety-docs.py RESULTS_DIR DOC [CHECKER]
+RESULTS_DIR holds <target>.jsonl (one summary per run) and mutants.jsonl. With CHECKER (the
+tooz-safety binary), every saved run is checked again by it (`check DIR --json`), so the page
+shows what the current checker finds in the recorded histories.
 `safety-docs.py --line` prints one progress line for the summary on standard input.
 """
 import json
 import pathlib
+import subprocess
 import sys
 
 BEGIN = "<!-- scripts/safety: generated section begins -->"
@@ -23,10 +26,29 @@ MUTANTS = {
 }
 
 
+CHECKER = None
+
+
+def recheck(summary):
+    """Replaces a summary's verdicts by the current checker's on its saved run."""
+    if CHECKER is None or summary.get("error") or not summary.get("dir"):
+        return summary
+    out = subprocess.run([CHECKER, "check", summary["dir"], "--json"],
+                         capture_output=True, text=True)
+    if out.returncode not in (0, 1):
+        sys.exit(f"checking {summary['dir']} failed: {out.stderr.strip()}")
+    report = json.loads(out.stdout)
+    summary["violations"] = {c["check"]: c["count"] for c in report["checks"]}
+    summary["passed"] = out.returncode == 0
+    recovery = report["stats"].get("max_recovery_ns")
+    summary["max_recovery_ms"] = recovery / 1e6 if recovery is not None else None
+    return summary
+
+
 def load(path):
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [recheck(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
 
 
 def target_section(target, runs):
@@ -113,7 +135,9 @@ def main():
     if sys.argv[1:] == ["--line"]:
         print(progress_line(json.loads(sys.stdin.read())))
         return
+    global CHECKER
     results, doc = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+    CHECKER = sys.argv[3] if len(sys.argv) > 3 else None
     body = [BEGIN, "", "## Results (`scripts/safety gate`, `scripts/safety mutants`)", ""]
     for target in TARGETS:
         body += target_section(target, load(results / f"{target}.jsonl"))

@@ -479,6 +479,22 @@ fn c5_a_healthy_holder_across_the_heal_is_waited_for() {
 }
 
 #[test]
+fn c5_a_takeover_before_the_old_holder_learns_of_it_counts() {
+    // p3 holds "a" across the heal at 200 ms, is paused later, its lease expires, p2 takes the
+    // lock at 3 s and keeps it to the end; p3 hears it lost at 5 s. Recovered: no violation.
+    let mut h = H::default();
+    h.acquire(3, "a", 0, 10, 1)
+        .fault(100, FaultClass::Delay, Some(1))
+        .heal(200, FaultClass::Delay, Some(1))
+        .fault(1000, FaultClass::Pause, Some(3))
+        .acquire(2, "a", 300, 3000, 2)
+        .heal(4000, FaultClass::Pause, Some(3))
+        .lost(5000, 3, "a", 1)
+        .until(20000);
+    assert_counts(&h.check(), [0; 7]);
+}
+
+#[test]
 fn c5_a_window_cut_short_by_a_new_fault_is_not_judged() {
     // Healed at 200 ms, a new fault at 3 s (within the 5 s bound) before any success: the
     // first window is not judged; the second heal at 3.5 s is, and recovery at 5.3 s is in time.

@@ -42,6 +42,9 @@ enum Cmd {
     Check {
         /// The run's directory.
         dir: PathBuf,
+        /// Print the report as JSON instead.
+        #[arg(long)]
+        json: bool,
     },
     /// One client process (started by `run`).
     #[command(hide = true)]
@@ -67,7 +70,7 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command {
             Cmd::Run(args) => runner::run(args).await,
-            Cmd::Check { dir } => check_saved(&dir),
+            Cmd::Check { dir, json } => check_saved(&dir, json),
             Cmd::Client(args) => client::run(args).await.map(|()| true),
         }
     });
@@ -81,7 +84,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_saved(dir: &std::path::Path) -> Result<bool, String> {
+fn check_saved(dir: &std::path::Path, json: bool) -> Result<bool, String> {
     let read = |name: &str| {
         std::fs::read_to_string(dir.join(name))
             .map_err(|e| format!("{}: {e}", dir.join(name).display()))
@@ -92,6 +95,13 @@ fn check_saved(dir: &std::path::Path) -> Result<bool, String> {
     let expect: tooz_safety::Expectations =
         serde_json::from_str(&read("expectations.json")?).map_err(|e| e.to_string())?;
     let report = tooz_safety::check(&history, &register, &expect);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|e| e.to_string())?
+        );
+        return Ok(report.passed());
+    }
     println!("{report}");
     for check in &report.checks {
         for violation in check.violations.iter().take(5) {
