@@ -448,34 +448,73 @@ async fn a_waiter_whose_session_expires_queues_again() {
     holder.stop().await.unwrap();
 }
 
+/// The cast of the lost-reply tests: `holder` (direct) holds `lock`; `client` reaches the
+/// ensemble through `proxy` with session timeout `timeout` seconds; `other` (direct) waits
+/// to show that nothing of `client` is left in the queue.
+struct LostReply {
+    lock: String,
+    proxy: FaultProxy,
+    holder: Coordinator,
+    other: Coordinator,
+    client: Coordinator,
+    /// The holder's acquisition, until a test releases it.
+    held: Option<tooz::LockGuard>,
+}
+
+impl LostReply {
+    async fn new(prefix: &str, timeout: u32) -> LostReply {
+        let lock = unique(prefix);
+        let proxy = FaultProxy::start("127.0.0.1:2283".parse().unwrap())
+            .await
+            .unwrap();
+        let url = format!("zookeeper://{}?timeout={timeout}", proxy.addr());
+        let holder = started(ZK3, &format!("{prefix}-holder")).await;
+        let other = started(ZK3, &format!("{prefix}-other")).await;
+        let client = started(&url, &format!("{prefix}-client")).await;
+        let held = Some(holder.lock(lock.as_str()).acquire().await.unwrap());
+        LostReply {
+            lock,
+            proxy,
+            holder,
+            other,
+            client,
+            held,
+        }
+    }
+
+    /// Heals the proxy and waits until the client is connected again.
+    async fn heal(&self) {
+        self.proxy.heal();
+        wait_state(&self.client, |s| {
+            matches!(s, ConnectionState::Connected | ConnectionState::Reconnected)
+        })
+        .await;
+    }
+
+    async fn stop(self) {
+        for coord in [self.client, self.other, self.holder] {
+            coord.stop().await.unwrap();
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_lost_reply_to_a_queued_acquire_leaves_no_orphan() {
     let Some(_ensemble) = ensemble().await else {
         return;
     };
-    let lock = unique("lost-reply");
-    let proxy = FaultProxy::start("127.0.0.1:2283".parse().unwrap())
-        .await
-        .unwrap();
-    let url = format!("zookeeper://{}?timeout=2", proxy.addr());
-    let holder = started(ZK3, "lr-holder").await;
-    let other = started(ZK3, "lr-other").await;
-    let client = started(&url, "lr-client").await;
-    let held = holder.lock(lock.as_str()).acquire().await.unwrap();
+    let mut scene = LostReply::new("lost-reply", 2).await;
+    let lock = scene.lock.clone();
 
     // The client's acquire reaches the server, its replies do not.
-    proxy.drop_replies();
+    scene.proxy.drop_replies();
     let attempt = {
-        let (client, lock) = (client.clone(), lock.clone());
+        let (client, lock) = (scene.client.clone(), lock.clone());
         tokio::spawn(async move { client.lock(lock.as_str()).acquire_timeout(WAIT).await })
     };
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    proxy.heal();
-    wait_state(&client, |s| {
-        matches!(s, ConnectionState::Connected | ConnectionState::Reconnected)
-    })
-    .await;
-    assert!(held.release().await.unwrap());
+    scene.heal().await;
+    assert!(scene.held.take().unwrap().release().await.unwrap());
     let got = tokio::time::timeout(WAIT, attempt)
         .await
         .expect("the client's acquire ends")
@@ -483,14 +522,15 @@ async fn a_lost_reply_to_a_queued_acquire_leaves_no_orphan() {
         .expect("the client gets the lock once the network heals");
     assert!(got.release().await.unwrap());
     // Nothing of the client is left in the queue: the other client gets the lock at once.
-    let next = tokio::time::timeout(Duration::from_secs(5), other.lock(lock.as_str()).acquire())
-        .await
-        .expect("no orphan blocks the queue")
-        .unwrap();
+    let next = tokio::time::timeout(
+        Duration::from_secs(5),
+        scene.other.lock(lock.as_str()).acquire(),
+    )
+    .await
+    .expect("no orphan blocks the queue")
+    .unwrap();
     next.release().await.unwrap();
-    for coord in [client, other, holder] {
-        coord.stop().await.unwrap();
-    }
+    scene.stop().await;
 }
 
 #[tokio::test]
@@ -498,19 +538,13 @@ async fn an_acquire_abandoned_after_a_lost_reply_leaves_no_orphan() {
     let Some(_ensemble) = ensemble().await else {
         return;
     };
-    let lock = unique("abandoned");
-    let proxy = FaultProxy::start("127.0.0.1:2283".parse().unwrap())
-        .await
-        .unwrap();
-    let url = format!("zookeeper://{}?timeout=4", proxy.addr());
-    let holder = started(ZK3, "ab-holder").await;
-    let other = started(ZK3, "ab-other").await;
-    let client = started(&url, "ab-client").await;
-    let held = holder.lock(lock.as_str()).acquire().await.unwrap();
+    let mut scene = LostReply::new("abandoned", 4).await;
+    let lock = scene.lock.clone();
 
     // The client's request reaches the server, the answer does not, and the client gives up.
-    proxy.drop_replies();
-    let gave_up = client
+    scene.proxy.drop_replies();
+    let gave_up = scene
+        .client
         .lock(lock.as_str())
         .acquire_timeout(Duration::from_millis(1200))
         .await;
@@ -518,27 +552,21 @@ async fn an_acquire_abandoned_after_a_lost_reply_leaves_no_orphan() {
         gave_up.is_err(),
         "the lock is held: the acquire must give up"
     );
-    proxy.heal();
-    wait_state(&client, |s| {
-        matches!(s, ConnectionState::Connected | ConnectionState::Reconnected)
-    })
-    .await;
+    scene.heal().await;
 
     // The client's node, made by the request whose answer was lost, is deleted: once the
     // holder releases, the other client is next.
     let next = {
-        let (other, lock) = (other.clone(), lock.clone());
+        let (other, lock) = (scene.other.clone(), lock.clone());
         tokio::spawn(async move { other.lock(lock.as_str()).acquire_timeout(WAIT).await })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(held.release().await.unwrap());
+    assert!(scene.held.take().unwrap().release().await.unwrap());
     let got = tokio::time::timeout(Duration::from_secs(5), next)
         .await
         .expect("no orphan blocks the queue")
         .unwrap()
         .unwrap();
     got.release().await.unwrap();
-    for coord in [client, other, holder] {
-        coord.stop().await.unwrap();
-    }
+    scene.stop().await;
 }
