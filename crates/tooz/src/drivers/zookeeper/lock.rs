@@ -249,20 +249,19 @@ pub async fn acquire(
     req: &LockRequest,
     wait: Wait,
 ) -> Result<Option<FencingToken>> {
-    let dir = shared.layout.lock_dir(&req.name);
-    let prefix = format!("{}{LOCK_MARKER}", req.nonce);
     let mut backoff = REQUEUE_BACKOFF.0;
     // Armed once a request failed on the wire (a node of ours may exist without our knowing):
     // unless the lock is taken, such a node is deleted, even if this future is dropped.
     let mut leftovers = Leftovers {
         shared: Arc::downgrade(shared),
-        dir: dir.clone(),
-        prefix: prefix.clone(),
+        dir: shared.layout.lock_dir(&req.name),
+        prefix: format!("{}{LOCK_MARKER}", req.nonce),
         armed: false,
     };
     loop {
         let generation = shared.conn.generation();
-        match attempt(shared, req, (&dir, &prefix), wait, leftovers.armed).await {
+        let place = (leftovers.dir.as_str(), leftovers.prefix.as_str());
+        match attempt(shared, req, place, wait, leftovers.armed).await {
             Err(Error::Connection(reason)) => {
                 leftovers.armed = true;
                 if matches!(wait, Wait::No) {
