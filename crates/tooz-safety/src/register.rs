@@ -71,6 +71,16 @@ impl FencedRegister {
         self.state().highest.get(resource).copied()
     }
 
+    /// The process whose write to `resource` was accepted last, if any.
+    pub fn last_writer(&self, resource: &str) -> Option<u32> {
+        self.state()
+            .log
+            .iter()
+            .rev()
+            .find(|e| e.accepted && e.resource == resource)
+            .map(|e| e.process)
+    }
+
     /// A copy of the log of all attempts so far, in decision order.
     pub fn log(&self) -> Vec<RegisterEntry> {
         self.state().log.clone()

@@ -204,6 +204,9 @@ fn register_accepts_tokens_at_least_the_highest() {
     assert!(reg.write("b", 1, 1, 50));
     assert_eq!(reg.highest("a"), Some(3));
     assert_eq!(reg.highest("c"), None);
+    // The refused write of process 1 does not make it the last writer.
+    assert_eq!(reg.last_writer("a"), Some(2));
+    assert_eq!(reg.last_writer("c"), None);
     let log = reg.into_log();
     let accepted: Vec<bool> = log.iter().map(|e| e.accepted).collect();
     assert_eq!(accepted, [true, true, false, true, true]);

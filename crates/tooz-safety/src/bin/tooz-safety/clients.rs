@@ -150,13 +150,7 @@ impl Target for Clients {
             5 => &self.resources[2],
             _ => return any,
         };
-        let log = self.register.log();
-        let last_writer = log
-            .iter()
-            .rev()
-            .find(|e| e.accepted && &e.resource == resource)
-            .map(|e| e.process);
-        last_writer.unwrap_or(any)
+        self.register.last_writer(resource).unwrap_or(any)
     }
 
     fn signal(&mut self, process: u32, signal: libc::c_int) {
