@@ -570,3 +570,53 @@ async fn an_acquire_abandoned_after_a_lost_reply_leaves_no_orphan() {
     got.release().await.unwrap();
     scene.stop().await;
 }
+
+#[tokio::test]
+async fn a_waiter_whose_last_delete_is_lost_leaves_no_orphan() {
+    let Some(_ensemble) = ensemble().await else {
+        return;
+    };
+    let mut scene = LostReply::new("lost-delete", 4).await;
+    let lock = scene.lock.clone();
+
+    // The client queues behind the holder; then its connection goes silent (no reset), so
+    // the delete it sends when its deadline passes is lost, and fails once the client gives
+    // up on the connection. Its session lives on.
+    let waiting = {
+        let (client, lock) = (scene.client.clone(), lock.clone());
+        tokio::spawn(async move {
+            client
+                .lock(lock.as_str())
+                .acquire_timeout(Duration::from_millis(1000))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    scene.proxy.black_hole();
+    let gave_up = tokio::time::timeout(WAIT, waiting)
+        .await
+        .expect("the acquire ends")
+        .unwrap();
+    assert!(
+        gave_up.is_err(),
+        "the lock is held: the acquire must give up"
+    );
+    // Back within the session timeout: the session, and its nodes, survived.
+    scene.heal().await;
+
+    // The client's node is deleted all the same: once the holder releases, the other client
+    // is next.
+    let next = {
+        let (other, lock) = (scene.other.clone(), lock.clone());
+        tokio::spawn(async move { other.lock(lock.as_str()).acquire_timeout(WAIT).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(scene.held.take().unwrap().release().await.unwrap());
+    let got = tokio::time::timeout(Duration::from_secs(5), next)
+        .await
+        .expect("no orphan blocks the queue")
+        .unwrap()
+        .unwrap();
+    got.release().await.unwrap();
+    scene.stop().await;
+}

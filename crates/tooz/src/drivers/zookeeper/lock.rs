@@ -11,8 +11,10 @@
 //!
 //! A request that fails on the wire may still have made the node (its reply was lost): the
 //! next attempt of the same acquire looks for a node with its own prefix and takes it over
-//! (keeping its place in the queue) before creating one, and an acquire that gives up
-//! deletes any such node once the connection is back.
+//! (keeping its place in the queue) before creating one. Every node given up on (by an
+//! acquire that ends without the lock, a release, a lock reported lost) is deleted by
+//! [`spawn_cleanup`], which waits out connection trouble for as long as the node's session
+//! lives: a node left behind by a live session would block the queue for good.
 //!
 //! The fencing token is the contender node's `czxid`: nodes are created in queue order and
 //! zxids only grow, so each holder of a lock has a larger token than the one before, across
@@ -43,8 +45,6 @@ pub struct Held {
     pub generation: u64,
     /// The acquisition's lost signal.
     pub lost: LostSignal,
-    /// The release failed on the wire: the node is deleted when the connection is back.
-    pub released: bool,
 }
 
 /// How long after an acquisition its node starts being watched for deletions.
@@ -95,18 +95,18 @@ impl Contender {
         self.path.take().expect("armed")
     }
 
-    /// Deletes the node now (best effort).
-    async fn delete_now(&mut self, shared: &Shared) {
-        if let Some(path) = self.path.take() {
-            if let Ok(live) = shared.conn.live() {
-                if live.generation == self.generation {
-                    if let Err(error) = live.client.delete(&path, None).await {
-                        if error != zookeeper_client::Error::NoNode {
-                            tracing::debug!(%path, %error, "deleting a contender node failed");
-                        }
-                    }
-                }
-            }
+    /// Deletes the node now; if that fails on the wire, in the background.
+    async fn delete_now(&mut self, shared: &Arc<Shared>) {
+        let Some(path) = self.path.take() else { return };
+        let done = match shared.conn.live() {
+            Ok(live) if live.generation == self.generation => matches!(
+                live.client.delete(&path, None).await,
+                Ok(()) | Err(zookeeper_client::Error::NoNode)
+            ),
+            _ => true, // the session, and the node with it, is gone
+        };
+        if !done {
+            spawn_cleanup(shared, self.generation, contender_place(&path));
         }
     }
 }
@@ -116,18 +116,19 @@ impl Drop for Contender {
         let (Some(path), Some(shared)) = (self.path.take(), self.shared.upgrade()) else {
             return;
         };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let generation = self.generation;
-        runtime.spawn(async move {
-            if let Ok(live) = shared.conn.live() {
-                if live.generation == generation {
-                    let _ = live.client.delete(&path, None).await;
-                }
-            }
-        });
+        if tokio::runtime::Handle::try_current().is_ok() {
+            spawn_cleanup(&shared, self.generation, contender_place(&path));
+        }
     }
+}
+
+/// The directory of contender node `path` and the prefix naming its acquisition's nodes.
+pub fn contender_place(path: &str) -> (&str, &str) {
+    let (dir, node) = path.rsplit_once('/').unwrap_or(("", path));
+    let prefix_len = node
+        .rfind(LOCK_MARKER)
+        .map_or(node.len(), |at| at + LOCK_MARKER.len());
+    (dir, &node[..prefix_len])
 }
 
 /// This acquisition's node in `dir`, if an earlier attempt in this session whose reply was
@@ -209,31 +210,57 @@ async fn create_contender(
     }
 }
 
-fn spawn_prefix_cleanup(shared: &Arc<Shared>, generation: u64, dir: &str, prefix: &str) {
+/// Shortest and longest pause between two attempts of [`spawn_cleanup`].
+const CLEANUP_RETRY: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
+
+/// Deletes, in the background, the nodes of `dir` named `prefix…` (one acquisition's nodes)
+/// that session `generation` made. Connection trouble is waited out for as long as that
+/// session lives; once it ends, the server deletes them itself.
+pub fn spawn_cleanup(shared: &Arc<Shared>, generation: u64, (dir, prefix): (&str, &str)) {
     let weak = Arc::downgrade(shared);
     let (dir, prefix) = (dir.to_string(), prefix.to_string());
-    let attempts = 2 * shared.conn.session_timeout().as_millis() as u64 / 100;
     let task = tokio::spawn(async move {
-        for _ in 0..attempts.max(10) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let Some(shared) = weak.upgrade() else { return };
-            let Ok(live) = shared.conn.live() else { return };
-            if live.generation != generation {
-                return; // the session, and the node with it, is gone
-            }
-            match live.client.list_children(&dir).await {
-                Ok(children) => {
-                    for child in children.iter().filter(|c| c.starts_with(&prefix)) {
-                        let _ = live.client.delete(&format!("{dir}/{child}"), None).await;
+        let mut pause = CLEANUP_RETRY.0;
+        loop {
+            let live = match weak.upgrade().map(|shared| shared.conn.live()) {
+                Some(Ok(live)) if live.generation == generation => live,
+                _ => return, // stopped, or the session (and its nodes) is gone
+            };
+            match delete_prefixed(&live.client, &dir, &prefix).await {
+                Ok(()) => return,
+                Err(error) => match zk_error(error) {
+                    Error::Connection(_) => {}
+                    error => {
+                        tracing::warn!(%dir, %prefix, %error, "cannot delete a lock's node");
+                        return;
                     }
-                    return;
-                }
-                Err(zookeeper_client::Error::NoNode) => return,
-                Err(_) => continue,
+                },
             }
+            drop(live);
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(CLEANUP_RETRY.1);
         }
     });
     track(&shared.tasks, task);
+}
+
+/// Deletes the children of `dir` whose names start with `prefix`.
+async fn delete_prefixed(
+    client: &Client,
+    dir: &str,
+    prefix: &str,
+) -> std::result::Result<(), zookeeper_client::Error> {
+    let children = match client.list_children(dir).await {
+        Err(zookeeper_client::Error::NoNode) => return Ok(()),
+        listed => listed?,
+    };
+    for child in children.iter().filter(|c| c.starts_with(prefix)) {
+        match client.delete(&format!("{dir}/{child}"), None).await {
+            Ok(()) | Err(zookeeper_client::Error::NoNode) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }
 
 /// Shortest and longest pause before queueing again after a connection error.
@@ -298,7 +325,7 @@ impl Drop for Leftovers {
         }
         if let Some(shared) = self.shared.upgrade() {
             let generation = shared.conn.generation();
-            spawn_prefix_cleanup(&shared, generation, &self.dir, &self.prefix);
+            spawn_cleanup(&shared, generation, (&self.dir, &self.prefix));
         }
     }
 }
@@ -477,7 +504,6 @@ fn hold(shared: &Arc<Shared>, req: &LockRequest, path: String, generation: u64) 
             path: path.clone(),
             generation,
             lost: req.lost.clone(),
-            released: false,
         },
     );
     let weak = Arc::downgrade(shared);
@@ -510,8 +536,7 @@ fn hold(shared: &Arc<Shared>, req: &LockRequest, path: String, generation: u64) 
         }
         let Some(shared) = weak.upgrade() else { return };
         let mut held = shared.held.lock().unwrap();
-        if held.get(&nonce).is_some_and(|h| !h.released) {
-            let h = held.remove(&nonce).expect("checked");
+        if let Some(h) = held.remove(&nonce) {
             drop(held);
             h.lost.fire(LostReason::Broken);
         }
@@ -520,31 +545,24 @@ fn hold(shared: &Arc<Shared>, req: &LockRequest, path: String, generation: u64) 
 }
 
 /// Releases `req`'s lock: deletes its node. `false` if it was not held (or already gone).
-pub async fn release(shared: &Shared, req: &LockRequest) -> Result<bool> {
+/// If the deletion fails on the wire, the error is returned and the node is deleted in the
+/// background once the connection is back.
+pub async fn release(shared: &Arc<Shared>, req: &LockRequest) -> Result<bool> {
     let Some(held) = shared.held.lock().unwrap().remove(&req.nonce) else {
         return Ok(false);
     };
     let live = match shared.conn.live() {
         Ok(live) if live.generation == held.generation => live,
-        Ok(_) => return Ok(false), // its session, and the node, are gone
-        Err(error) => {
-            keep_for_cleanup(shared, &req.nonce, held);
-            return Err(error);
-        }
+        _ => return Ok(false), // its session, and the node, are gone
     };
     match live.client.delete(&held.path, None).await {
         Ok(()) => Ok(true),
         Err(zookeeper_client::Error::NoNode) => Ok(false),
         Err(error) => {
-            keep_for_cleanup(shared, &req.nonce, held);
+            spawn_cleanup(shared, held.generation, contender_place(&held.path));
             Err(zk_error(error))
         }
     }
-}
-
-fn keep_for_cleanup(shared: &Shared, nonce: &str, mut held: Held) {
-    held.released = true;
-    shared.held.lock().unwrap().insert(nonce.to_string(), held);
 }
 
 /// The member whose node heads the queue of lock `name`, if any. Creates nothing.
@@ -596,4 +614,18 @@ pub async fn break_lock(shared: &Shared, name: &Id) -> Result<bool> {
     Err(Error::OperationTimedOut(format!(
         "the holder of lock {name} kept changing"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contender_place;
+
+    #[test]
+    fn a_contender_path_splits_into_its_directory_and_acquisition_prefix() {
+        let path = "/tooz/locks/name/0123abcd__lock__0000000042";
+        assert_eq!(
+            contender_place(path),
+            ("/tooz/locks/name", "0123abcd__lock__")
+        );
+    }
 }

@@ -216,33 +216,25 @@ impl Shared {
     pub(crate) fn session_ended(&self, reason: LostReason) {
         let held: Vec<lock::Held> = self.held.lock().unwrap().drain().map(|(_, h)| h).collect();
         for h in held {
-            if !h.released {
-                h.lost.fire(reason);
-            }
+            h.lost.fire(reason);
         }
     }
 
     /// Deletes the nodes of locks that were reported lost (the core gave up on a suspended
-    /// session) or whose release failed, now that the same session is back.
-    pub(crate) async fn drop_lost_holds(&self) {
+    /// session), now that the same session is back.
+    pub(crate) fn drop_lost_holds(self: &Arc<Self>) {
         let Ok(live) = self.conn.live() else { return };
-        let stale: Vec<(String, lock::Held)> = {
+        let stale: Vec<lock::Held> = {
             let mut held = self.held.lock().unwrap();
-            let keys: Vec<String> = held
+            let lost: Vec<String> = held
                 .iter()
-                .filter(|(_, h)| h.released || h.lost.reason().is_some())
+                .filter(|(_, h)| h.lost.reason().is_some())
                 .map(|(k, _)| k.clone())
                 .collect();
-            keys.into_iter()
-                .filter_map(|k| held.remove(&k).map(|h| (k, h)))
-                .collect()
+            lost.iter().filter_map(|k| held.remove(k)).collect()
         };
-        for (_, h) in stale {
-            if h.generation == live.generation {
-                if let Err(error) = live.client.delete(&h.path, None).await {
-                    tracing::debug!(path = %h.path, %error, "dropping a lost lock's node");
-                }
-            }
+        for h in stale.iter().filter(|h| h.generation == live.generation) {
+            lock::spawn_cleanup(self, h.generation, lock::contender_place(&h.path));
         }
     }
 

@@ -216,7 +216,7 @@ pub async fn supervise(shared: Weak<Shared>, events: SessionEvents, mut generati
                     tracing::info!("ZooKeeper connection back; same session");
                     events.report(ConnectionState::Reconnected);
                 }
-                s.drop_lost_holds().await;
+                s.drop_lost_holds();
             }
             SessionState::Expired | SessionState::AuthFailed | SessionState::Closed => {
                 tracing::warn!(?state, "ZooKeeper session ended; making a new one");
