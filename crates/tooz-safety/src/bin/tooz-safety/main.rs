@@ -16,6 +16,7 @@ mod record;
 mod rng;
 mod runner;
 mod saved;
+mod survey;
 mod wrap;
 
 use std::path::PathBuf;

@@ -149,6 +149,11 @@ pub async fn run(args: RunArgs) -> Result<bool, String> {
         Ok::<(), String>(())
     }
     .await;
+    let locks = &clients.resources[..2];
+    save(
+        &out.join("holders.txt"),
+        &crate::survey::holders(&args.url, locks).await,
+    )?;
     clients.stop_all();
     outcome?;
 
