@@ -95,15 +95,20 @@ impl Contender {
         self.path.take().expect("armed")
     }
 
-    /// Deletes the node now; if that fails on the wire, in the background.
+    /// Deletes the node now if connected (so the caller returns with the queue clean);
+    /// otherwise, or if that fails on the wire, in the background.
     async fn delete_now(&mut self, shared: &Arc<Shared>) {
         let Some(path) = self.path.take() else { return };
         let done = match shared.conn.live() {
-            Ok(live) if live.generation == self.generation => matches!(
-                live.client.delete(&path, None).await,
-                Ok(()) | Err(zookeeper_client::Error::NoNode)
-            ),
-            _ => true, // the session, and the node with it, is gone
+            Ok(live) if live.generation != self.generation => true, // gone with its session
+            Ok(live) if live.client.state() == zookeeper_client::SessionState::SyncConnected => {
+                matches!(
+                    live.client.delete(&path, None).await,
+                    Ok(()) | Err(zookeeper_client::Error::NoNode)
+                )
+            }
+            Ok(_) => false,
+            Err(_) => true, // stopped, or the session is over
         };
         if !done {
             spawn_cleanup(shared, self.generation, contender_place(&path));
