@@ -448,10 +448,10 @@ async fn a_waiter_whose_session_expires_queues_again() {
     holder.stop().await.unwrap();
 }
 
-/// The cast of the lost-reply tests: `holder` (direct) holds `lock`; `client` reaches the
+/// The cast of the tests on a client behind a proxy: `holder` (direct) holds `lock`; `client` reaches the
 /// ensemble through `proxy` with session timeout `timeout` seconds; `other` (direct) waits
 /// to show that nothing of `client` is left in the queue.
-struct LostReply {
+struct Scene {
     lock: String,
     proxy: FaultProxy,
     holder: Coordinator,
@@ -461,8 +461,8 @@ struct LostReply {
     held: Option<tooz::LockGuard>,
 }
 
-impl LostReply {
-    async fn new(prefix: &str, timeout: u32) -> LostReply {
+impl Scene {
+    async fn new(prefix: &str, timeout: u32) -> Scene {
         let lock = unique(prefix);
         let proxy = FaultProxy::start("127.0.0.1:2283".parse().unwrap())
             .await
@@ -472,7 +472,7 @@ impl LostReply {
         let other = started(ZK3, &format!("{prefix}-other")).await;
         let client = started(&url, &format!("{prefix}-client")).await;
         let held = Some(holder.lock(lock.as_str()).acquire().await.unwrap());
-        LostReply {
+        Scene {
             lock,
             proxy,
             holder,
@@ -491,6 +491,24 @@ impl LostReply {
         .await;
     }
 
+    /// Shows that nothing of the client is left in the queue: `other` queues, the holder
+    /// releases, and `other` gets the lock at once. Then stops everyone.
+    async fn other_is_next(mut self) {
+        let next = {
+            let (other, lock) = (self.other.clone(), self.lock.clone());
+            tokio::spawn(async move { other.lock(lock.as_str()).acquire_timeout(WAIT).await })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(self.held.take().unwrap().release().await.unwrap());
+        let got = tokio::time::timeout(Duration::from_secs(5), next)
+            .await
+            .expect("no orphan blocks the queue")
+            .unwrap()
+            .unwrap();
+        got.release().await.unwrap();
+        self.stop().await;
+    }
+
     async fn stop(self) {
         for coord in [self.client, self.other, self.holder] {
             coord.stop().await.unwrap();
@@ -503,7 +521,7 @@ async fn a_lost_reply_to_a_queued_acquire_leaves_no_orphan() {
     let Some(_ensemble) = ensemble().await else {
         return;
     };
-    let mut scene = LostReply::new("lost-reply", 2).await;
+    let mut scene = Scene::new("lost-reply", 2).await;
     let lock = scene.lock.clone();
 
     // The client's acquire reaches the server, its replies do not.
@@ -538,14 +556,13 @@ async fn an_acquire_abandoned_after_a_lost_reply_leaves_no_orphan() {
     let Some(_ensemble) = ensemble().await else {
         return;
     };
-    let mut scene = LostReply::new("abandoned", 4).await;
-    let lock = scene.lock.clone();
+    let scene = Scene::new("abandoned", 4).await;
 
     // The client's request reaches the server, the answer does not, and the client gives up.
     scene.proxy.drop_replies();
     let gave_up = scene
         .client
-        .lock(lock.as_str())
+        .lock(scene.lock.as_str())
         .acquire_timeout(Duration::from_millis(1200))
         .await;
     assert!(
@@ -556,19 +573,7 @@ async fn an_acquire_abandoned_after_a_lost_reply_leaves_no_orphan() {
 
     // The client's node, made by the request whose answer was lost, is deleted: once the
     // holder releases, the other client is next.
-    let next = {
-        let (other, lock) = (scene.other.clone(), lock.clone());
-        tokio::spawn(async move { other.lock(lock.as_str()).acquire_timeout(WAIT).await })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(scene.held.take().unwrap().release().await.unwrap());
-    let got = tokio::time::timeout(Duration::from_secs(5), next)
-        .await
-        .expect("no orphan blocks the queue")
-        .unwrap()
-        .unwrap();
-    got.release().await.unwrap();
-    scene.stop().await;
+    scene.other_is_next().await;
 }
 
 #[tokio::test]
@@ -576,14 +581,13 @@ async fn a_waiter_whose_last_delete_is_lost_leaves_no_orphan() {
     let Some(_ensemble) = ensemble().await else {
         return;
     };
-    let mut scene = LostReply::new("lost-delete", 4).await;
-    let lock = scene.lock.clone();
+    let scene = Scene::new("lost-delete", 4).await;
 
     // The client queues behind the holder; then its connection goes silent (no reset), so
     // the delete it sends when its deadline passes is lost, and fails once the client gives
     // up on the connection. Its session lives on.
     let waiting = {
-        let (client, lock) = (scene.client.clone(), lock.clone());
+        let (client, lock) = (scene.client.clone(), scene.lock.clone());
         tokio::spawn(async move {
             client
                 .lock(lock.as_str())
@@ -606,17 +610,5 @@ async fn a_waiter_whose_last_delete_is_lost_leaves_no_orphan() {
 
     // The client's node is deleted all the same: once the holder releases, the other client
     // is next.
-    let next = {
-        let (other, lock) = (scene.other.clone(), lock.clone());
-        tokio::spawn(async move { other.lock(lock.as_str()).acquire_timeout(WAIT).await })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(scene.held.take().unwrap().release().await.unwrap());
-    let got = tokio::time::timeout(Duration::from_secs(5), next)
-        .await
-        .expect("no orphan blocks the queue")
-        .unwrap()
-        .unwrap();
-    got.release().await.unwrap();
-    scene.stop().await;
+    scene.other_is_next().await;
 }
