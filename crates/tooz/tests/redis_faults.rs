@@ -364,8 +364,9 @@ fn child_holds_lock() {
     });
 }
 
-fn spawn_child(url: &str, lock: &str, dir: &std::path::Path) -> Child {
-    Command::new(std::env::current_exe().unwrap())
+/// A child process that takes `lock` and holds it, and the token it got.
+async fn spawn_holder(url: &str, lock: &str, dir: &std::path::Path) -> (Child, FencingToken) {
+    let child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
             "child_holds_lock",
@@ -374,7 +375,12 @@ fn spawn_child(url: &str, lock: &str, dir: &std::path::Path) -> Child {
         ])
         .env(CHILD_ENV, format!("{url}|{lock}|{}", dir.display()))
         .spawn()
-        .unwrap()
+        .unwrap();
+    let dir = dir.to_path_buf();
+    let token = tokio::task::spawn_blocking(move || child_token(&dir))
+        .await
+        .unwrap();
+    (child, token)
 }
 
 fn signal(child: &Child, sig: libc::c_int) {
@@ -397,13 +403,7 @@ async fn killed_holder_frees_the_lock_after_lock_timeout() {
     let dir = TempDir::new("tooz-redis-kill");
     let url = with_option(DIRECT, "lock_timeout=2");
     let name = unique("lock");
-    let mut child = spawn_child(&url, &name, &dir.0);
-    let theirs = {
-        let dir = dir.0.clone();
-        tokio::task::spawn_blocking(move || child_token(&dir))
-            .await
-            .unwrap()
-    };
+    let (mut child, theirs) = spawn_holder(&url, &name, &dir.0).await;
     let me = coord(&url, &unique("survivor")).await;
     assert!(me
         .lock(name.as_str())
@@ -437,13 +437,7 @@ async fn paused_holder_is_fenced_and_sees_lost_on_resume() {
     let dir = TempDir::new("tooz-redis-stop");
     let url = with_option(DIRECT, "timeout=2");
     let name = unique("lock");
-    let mut child = spawn_child(&url, &name, &dir.0);
-    let theirs = {
-        let dir = dir.0.clone();
-        tokio::task::spawn_blocking(move || child_token(&dir))
-            .await
-            .unwrap()
-    };
+    let (mut child, theirs) = spawn_holder(&url, &name, &dir.0).await;
     signal(&child, libc::SIGSTOP);
     let me = coord(DIRECT, &unique("next")).await;
     let guard = me
