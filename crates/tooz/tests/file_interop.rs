@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{python, python_output, python_peer, wait_for_file, TempDir};
+use support::{python, python_output, SignalledPeer, TempDir};
 use tooz::{Coordinator, Id};
 
 async fn coord(url: &str, member: &str) -> Coordinator {
@@ -18,21 +18,12 @@ async fn coord(url: &str, member: &str) -> Coordinator {
 async fn python_holder_blocks_rust_then_hands_over() {
     let Some(py) = python() else { return };
     let dir = TempDir::new("tooz-interop-lock");
-    let (ready, release) = (dir.0.join("ready"), dir.0.join("release"));
-    let mut holder = python_peer(
+    let holder = SignalledPeer::start(
         &py,
         "file_peer.py",
-        &[
-            "hold-lock",
-            &dir.url(),
-            "shared-lock",
-            ready.to_str().unwrap(),
-            release.to_str().unwrap(),
-        ],
+        &["hold-lock", &dir.url(), "shared-lock"],
     )
-    .spawn()
-    .unwrap();
-    wait_for_file(&ready);
+    .await;
     let rust = coord(&dir.url(), "rust").await;
     let lock = rust.lock("shared-lock");
     assert!(
@@ -43,12 +34,12 @@ async fn python_holder_blocks_rust_then_hands_over() {
         let lock = lock.clone();
         tokio::spawn(async move { lock.acquire_timeout(Duration::from_secs(20)).await })
     };
-    std::fs::write(&release, b"").unwrap();
+    holder.go();
     let guard = waiting
         .await
         .unwrap()
         .expect("handed over after Python released");
-    assert!(holder.wait().unwrap().success());
+    assert!(holder.exited_ok().await);
     guard.release().await.unwrap();
     rust.stop().await.unwrap();
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use support::{python, python_output, python_peer, wait_for_file, TempDir};
+use support::{python, python_output, SignalledPeer};
 use tooz::{Capabilities, Coordinator, GroupEvent, Id, Value};
 
 /// The server under test, if it answers.
@@ -81,25 +81,8 @@ fn raw(url: &str) -> redis::Connection {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_holder_blocks_rust_then_hands_over() {
     let Some((url, py)) = both() else { return };
-    let dir = TempDir::new("tooz-redis-interop");
     let name = unique("lock");
-    let (ready, release) = (dir.0.join("ready"), dir.0.join("release"));
-    let mut holder = python_peer(
-        &py,
-        "redis_peer.py",
-        &[
-            "hold-lock",
-            &url,
-            &name,
-            ready.to_str().unwrap(),
-            release.to_str().unwrap(),
-        ],
-    )
-    .spawn()
-    .unwrap();
-    tokio::task::spawn_blocking(move || wait_for_file(&ready))
-        .await
-        .unwrap();
+    let holder = SignalledPeer::start(&py, "redis_peer.py", &["hold-lock", &url, &name]).await;
     let rust = coord(&url, "rust").await;
     let lock = rust.lock(name.as_str());
     assert!(
@@ -112,16 +95,12 @@ async fn python_holder_blocks_rust_then_hands_over() {
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!waiting.is_finished(), "acquired while Python holds it");
-    std::fs::write(&release, b"").unwrap();
+    holder.go();
     let guard = waiting
         .await
         .unwrap()
         .expect("handed over after Python released");
-    assert!(
-        tokio::task::spawn_blocking(move || holder.wait().unwrap().success())
-            .await
-            .unwrap()
-    );
+    assert!(holder.exited_ok().await);
     guard.release().await.unwrap();
     rust.stop().await.unwrap();
 }
@@ -276,25 +255,8 @@ async fn rust_member_expiry_is_seen_by_python() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leadership_is_exclusive_across_the_two() {
     let Some((url, py)) = both() else { return };
-    let dir = TempDir::new("tooz-redis-lead");
     let group = unique("group");
-    let (ready, release) = (dir.0.join("ready"), dir.0.join("release"));
-    let mut leader = python_peer(
-        &py,
-        "redis_peer.py",
-        &[
-            "lead",
-            &url,
-            &group,
-            ready.to_str().unwrap(),
-            release.to_str().unwrap(),
-        ],
-    )
-    .spawn()
-    .unwrap();
-    tokio::task::spawn_blocking(move || wait_for_file(&ready))
-        .await
-        .unwrap();
+    let leader = SignalledPeer::start(&py, "redis_peer.py", &["lead", &url, &group]).await;
 
     let rust = coord(&url, &unique("rust")).await;
     let campaign = {
@@ -305,12 +267,8 @@ async fn leadership_is_exclusive_across_the_two() {
     assert!(!campaign.is_finished(), "two leaders at once");
     // Python records no holder: the leader is held, by someone we cannot name.
     assert!(rust.get_leader(group.as_str()).await.is_err());
-    std::fs::write(&release, b"").unwrap();
-    assert!(
-        tokio::task::spawn_blocking(move || leader.wait().unwrap().success())
-            .await
-            .unwrap()
-    );
+    leader.go();
+    assert!(leader.exited_ok().await);
     let leadership = tokio::time::timeout(Duration::from_secs(10), campaign)
         .await
         .expect("elected once Python stopped")

@@ -13,7 +13,7 @@ mod support;
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::{python, python_output, python_peer, wait_for_file, TempDir};
+use support::{python, python_output, python_peer, SignalledPeer};
 use tooz::{Capabilities, Coordinator, Id, Value};
 
 fn url() -> String {
@@ -47,23 +47,9 @@ async fn python_holder_blocks_rust_then_hands_over() {
     let Some(rust) = coord("rust").await else {
         return;
     };
-    let dir = TempDir::new("tooz-zk-interop-lock");
-    let (ready, release) = (dir.0.join("ready"), dir.0.join("release"));
     let name = unique("lock");
-    let mut holder = python_peer(
-        &py,
-        "zookeeper_peer.py",
-        &[
-            "hold-lock",
-            &url(),
-            &name,
-            ready.to_str().unwrap(),
-            release.to_str().unwrap(),
-        ],
-    )
-    .spawn()
-    .unwrap();
-    wait_for_file(&ready);
+    let holder =
+        SignalledPeer::start(&py, "zookeeper_peer.py", &["hold-lock", &url(), &name]).await;
     let lock = rust.lock(name.as_str());
     assert!(
         lock.try_acquire().await.unwrap().is_none(),
@@ -80,12 +66,12 @@ async fn python_holder_blocks_rust_then_hands_over() {
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!waiting.is_finished(), "acquired while Python holds it");
-    std::fs::write(&release, b"").unwrap();
+    holder.go();
     let guard = waiting
         .await
         .unwrap()
         .expect("handed over after Python released");
-    assert!(holder.wait().unwrap().success());
+    assert!(holder.exited_ok().await);
     guard.release().await.unwrap();
     rust.stop().await.unwrap();
 }
@@ -125,24 +111,13 @@ async fn members_and_capabilities_are_read_both_ways() {
     let Some(rust) = coord("rust-member").await else {
         return;
     };
-    let dir = TempDir::new("tooz-zk-interop-group");
-    let (ready, done) = (dir.0.join("ready"), dir.0.join("done"));
     let group = unique("group");
-    let mut member = python_peer(
+    let member = SignalledPeer::start(
         &py,
         "zookeeper_peer.py",
-        &[
-            "join",
-            &url(),
-            &group,
-            "python-member",
-            ready.to_str().unwrap(),
-            done.to_str().unwrap(),
-        ],
+        &["join", &url(), &group, "python-member"],
     )
-    .spawn()
-    .unwrap();
-    wait_for_file(&ready);
+    .await;
     let mut watch = rust.watch_group(group.as_str()).await.unwrap();
     let caps = Capabilities::from(Value::Map(vec![
         ("lang".into(), "rust".into()),
@@ -170,8 +145,8 @@ async fn members_and_capabilities_are_read_both_ways() {
     assert!(ours.contains("'lang': 'rust'"), "{ours}");
     assert!(ours.contains("'raw': b'\\x01'"), "{ours}");
     assert!(ours.contains("'f': 0.5"), "{ours}");
-    std::fs::write(&done, b"").unwrap();
-    assert!(member.wait().unwrap().success());
+    member.go();
+    assert!(member.exited_ok().await);
     // The Python member's leave is pushed to the Rust watcher.
     use futures::StreamExt;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -194,24 +169,9 @@ async fn elections_are_exclusive_across_python_and_rust() {
     let Some(rust) = coord("rust-leader").await else {
         return;
     };
-    let dir = TempDir::new("tooz-zk-interop-elect");
-    let (ready, release) = (dir.0.join("ready"), dir.0.join("release"));
     let group = unique("group");
     rust.create_group(group.as_str()).await.unwrap();
-    let mut leader = python_peer(
-        &py,
-        "zookeeper_peer.py",
-        &[
-            "lead",
-            &url(),
-            &group,
-            ready.to_str().unwrap(),
-            release.to_str().unwrap(),
-        ],
-    )
-    .spawn()
-    .unwrap();
-    wait_for_file(&ready);
+    let leader = SignalledPeer::start(&py, "zookeeper_peer.py", &["lead", &url(), &group]).await;
     assert_eq!(
         rust.get_leader(group.as_str()).await.unwrap(),
         Some(Id::from("python-leader"))
@@ -227,13 +187,13 @@ async fn elections_are_exclusive_across_python_and_rust() {
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!campaign.is_finished(), "two leaders at once");
-    std::fs::write(&release, b"").unwrap();
+    leader.go();
     let leadership = tokio::time::timeout(Duration::from_secs(20), campaign)
         .await
         .expect("elected after Python stood down")
         .unwrap()
         .unwrap();
-    assert!(leader.wait().unwrap().success());
+    assert!(leader.exited_ok().await);
     let out = python_output(&py, "zookeeper_peer.py", &["try-lead", &url(), &group]);
     assert_eq!(out.trim(), "not-elected");
     let out = python_output(&py, "zookeeper_peer.py", &["leader", &url(), &group]);
