@@ -27,6 +27,7 @@ use tooz_testkit::{services, FaultProxy};
 const ZK3: &str = "zookeeper://127.0.0.1:2281,127.0.0.1:2282,127.0.0.1:2283";
 const MEMBERS: [(&str, u16); 3] = [("zk3-1", 2281), ("zk3-2", 2282), ("zk3-3", 2283)];
 const CHILD_ENV: &str = "TOOZ_ZK_FAULT_CHILD";
+const CHILD_WAIT_ENV: &str = "TOOZ_ZK_FAULT_WAITER";
 /// Longest any single wait of these tests may take.
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -336,17 +337,40 @@ fn child_holds_until_killed() {
     });
 }
 
-fn spawn_child(spec: &str) -> Child {
+/// Child entry point: in a parent's child process, wait for a lock; once it is acquired,
+/// write its fencing token to `DIR/acquired` and hold it until killed.
+#[test]
+fn child_waits_for_lock() {
+    let Ok(spec) = std::env::var(CHILD_WAIT_ENV) else {
+        return; // not a child: nothing to do
+    };
+    let [url, lock, dir]: [&str; 3] = spec.split('|').collect::<Vec<_>>().try_into().unwrap();
+    let dir = std::path::Path::new(dir);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let coord = started(url, "waiter").await;
+        std::fs::write(dir.join("started"), b"").unwrap();
+        let guard = coord.lock(lock).acquire_timeout(WAIT).await.unwrap();
+        let token = guard.fencing_token().0.to_string();
+        std::fs::write(dir.join("acquired.tmp"), token).unwrap();
+        std::fs::rename(dir.join("acquired.tmp"), dir.join("acquired")).unwrap();
+        tokio::time::sleep(Duration::from_secs(60)).await; // bounded: the parent kills us
+    });
+}
+
+/// Runs the child entry point `name` with `spec` in env variable `env`.
+fn spawn_child(name: &str, env: &str, spec: &str) -> Child {
     Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_holds_until_killed",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, spec)
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(env, spec)
         .spawn()
         .unwrap()
+}
+
+fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: plain kill(2) on the pid of a child we spawned and have not yet waited for.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+    assert_eq!(rc, 0);
 }
 
 #[tokio::test]
@@ -358,7 +382,8 @@ async fn a_killed_holder_frees_the_lock_when_its_session_expires() {
     let ready = dir.0.join("ready");
     let (lock, group) = (unique("lock"), unique("group"));
     let url = format!("{ZK3}?timeout=2");
-    let mut child = spawn_child(&format!("{url}|{lock}|{group}|{}", ready.display()));
+    let spec = format!("{url}|{lock}|{group}|{}", ready.display());
+    let mut child = spawn_child("child_holds_until_killed", CHILD_ENV, &spec);
     wait_for_file(&ready);
     let me = started(ZK3, "survivor").await;
     assert!(me
@@ -369,9 +394,7 @@ async fn a_killed_holder_frees_the_lock_when_its_session_expires() {
         .is_none());
     let mut watch = me.watch_group(group.as_str()).await.unwrap();
 
-    // SAFETY: plain kill(2) on the pid of a child we spawned and have not yet waited for.
-    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
-    assert_eq!(rc, 0);
+    signal(&child, libc::SIGKILL);
     child.wait().unwrap();
     let killed = tokio::time::Instant::now();
     let guard = me
@@ -611,4 +634,56 @@ async fn a_waiter_whose_last_delete_is_lost_leaves_no_orphan() {
     // The client's node is deleted all the same: once the holder releases, the other client
     // is next.
     scene.other_is_next().await;
+}
+
+#[tokio::test]
+async fn a_waiter_paused_past_its_session_does_not_take_the_lock_on_resume() {
+    let Some(_ensemble) = ensemble().await else {
+        return;
+    };
+    let dir = TempDir::new("tooz-zk-paused-waiter");
+    let lock = unique("paused-waiter");
+    let holder = started(ZK3, "paused-waiter-holder").await;
+    let other = started(ZK3, "paused-waiter-other").await;
+    let held = holder.lock(lock.as_str()).acquire().await.unwrap();
+    let spec = format!("{ZK3}?timeout=2|{lock}|{}", dir.0.display());
+    let mut child = spawn_child("child_waits_for_lock", CHILD_WAIT_ENV, &spec);
+    let started_file = dir.0.join("started");
+    tokio::task::spawn_blocking(move || wait_for_file(&started_file))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await; // the child queues behind the holder
+
+    // The child is stopped; the release's notification reaches its socket but is not read.
+    // Its session expires meanwhile, and the other client takes the lock.
+    signal(&child, libc::SIGSTOP);
+    assert!(held.release().await.unwrap());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let taken = other
+        .lock(lock.as_str())
+        .acquire_timeout(WAIT)
+        .await
+        .expect("free once the paused waiter's session expired");
+
+    // Resumed, the child reads the stale notification: it must not believe it holds the lock.
+    signal(&child, libc::SIGCONT);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let acquired = dir.0.join("acquired");
+    assert!(
+        !acquired.exists(),
+        "the resumed waiter took a lock someone else holds"
+    );
+    // It queued again in a new session: it is next.
+    let theirs = taken.fencing_token();
+    assert!(taken.release().await.unwrap());
+    let seen = acquired.clone();
+    tokio::task::spawn_blocking(move || wait_for_file(&seen))
+        .await
+        .unwrap();
+    let token: u64 = std::fs::read_to_string(&acquired).unwrap().parse().unwrap();
+    assert!(token > theirs.0);
+    signal(&child, libc::SIGKILL);
+    child.wait().unwrap();
+    other.stop().await.unwrap();
+    holder.stop().await.unwrap();
 }

@@ -455,6 +455,8 @@ async fn wait_in_queue(
             Err(zookeeper_client::Error::NoNode) => None,
             Err(error) => return Err(zk_error(error)),
         };
+        // The server last vouched for the session here.
+        let confirmed = Instant::now();
         drop(live); // wait without keeping the session's client alive
         let mut gone = watched.is_none();
         if let Some(watcher) = watched {
@@ -478,9 +480,11 @@ async fn wait_in_queue(
             }
             gone = event.event_type == EventType::NodeDeleted;
         }
-        if gone && predecessor_heads {
+        if gone && predecessor_heads && confirmed.elapsed() < shared.conn.session_timeout() / 2 {
             // Nothing can queue before the head (sequence numbers only grow): with the head
-            // gone, this node heads the queue, no need to list it again.
+            // gone, this node heads the queue, no need to list it again. Unless the wait was
+            // long enough for the session to have expired meanwhile (the process was paused
+            // with the event unread, say): then the listing below asks the server first.
             let path = contender.disarm();
             hold(shared, req, path, generation);
             return Ok(Some(token));
