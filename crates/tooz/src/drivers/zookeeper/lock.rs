@@ -3,8 +3,10 @@
 //! A contender creates the ephemeral sequential node `<dir>/<32 hex>__lock__<seq>` holding its
 //! member id; the contender with the smallest sequence holds the lock. A blocked contender
 //! watches only the node just before its own (no thundering herd) and re-reads the queue when
-//! that node goes (unless it headed the queue: then nothing can be before this one, and the
-//! hand-off costs no further round trip): waiters are served in arrival order. `create` and the first
+//! that node goes: waiters are served in arrival order. If that node headed the queue, nothing
+//! can be before this one and the hand-off costs no further round trip, unless the wait lasted
+//! half a session timeout or more: the session may have expired meanwhile (a process paused
+//! with the event unread), and re-reading the queue asks the server. `create` and the first
 //! `get_children` are pipelined (ZooKeeper runs one session's requests in order, so the
 //! listing includes the new node): an uncontended acquire costs one round trip, its release
 //! another.
