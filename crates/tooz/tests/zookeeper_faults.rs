@@ -514,6 +514,17 @@ impl Scene {
         .await;
     }
 
+    /// Checks that the client's acquire gave up (the lock is held), heals the proxy, and
+    /// shows that nothing of the client is left in the queue.
+    async fn gave_up_and_left_nothing(self, gave_up: tooz::Result<tooz::LockGuard>) {
+        assert!(
+            gave_up.is_err(),
+            "the lock is held: the acquire must give up"
+        );
+        self.heal().await;
+        self.other_is_next().await;
+    }
+
     /// Shows that nothing of the client is left in the queue: `other` queues, the holder
     /// releases, and `other` gets the lock at once. Then stops everyone.
     async fn other_is_next(mut self) {
@@ -588,15 +599,8 @@ async fn an_acquire_abandoned_after_a_lost_reply_leaves_no_orphan() {
         .lock(scene.lock.as_str())
         .acquire_timeout(Duration::from_millis(1200))
         .await;
-    assert!(
-        gave_up.is_err(),
-        "the lock is held: the acquire must give up"
-    );
-    scene.heal().await;
-
-    // The client's node, made by the request whose answer was lost, is deleted: once the
-    // holder releases, the other client is next.
-    scene.other_is_next().await;
+    // The client's node, made by the request whose answer was lost, is deleted.
+    scene.gave_up_and_left_nothing(gave_up).await;
 }
 
 #[tokio::test]
@@ -624,16 +628,9 @@ async fn a_waiter_whose_last_delete_is_lost_leaves_no_orphan() {
         .await
         .expect("the acquire ends")
         .unwrap();
-    assert!(
-        gave_up.is_err(),
-        "the lock is held: the acquire must give up"
-    );
-    // Back within the session timeout: the session, and its nodes, survived.
-    scene.heal().await;
-
-    // The client's node is deleted all the same: once the holder releases, the other client
-    // is next.
-    scene.other_is_next().await;
+    // Back within the session timeout, the session (and its nodes) survived; the client's
+    // node is deleted all the same.
+    scene.gave_up_and_left_nothing(gave_up).await;
 }
 
 #[tokio::test]
