@@ -6,7 +6,7 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use sha1::Digest;
-use support::{wait_for_file, TempDir};
+use support::{signal, wait_for_file, TempDir};
 use tooz::{Coordinator, Error, Id};
 
 const CHILD_ENV: &str = "TOOZ_FILE_CRASH_CHILD";
@@ -43,9 +43,7 @@ fn spawn_child(url: &str, ready: &std::path::Path) -> Child {
 }
 
 fn kill9(child: &mut Child) {
-    // SAFETY: plain kill(2) on the pid of a child we spawned and have not yet waited for.
-    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
-    assert_eq!(rc, 0);
+    signal(child, libc::SIGKILL);
     child.wait().unwrap();
 }
 

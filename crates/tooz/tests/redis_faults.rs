@@ -23,7 +23,7 @@ mod support;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use support::{wait_for_file, TempDir};
+use support::{signal, wait_for_file, write_atomically, TempDir};
 use tooz::{ConnectionState, Coordinator, FencingToken, LostReason};
 use tooz_testkit::{services, FaultProxy};
 
@@ -352,15 +352,13 @@ fn child_holds_lock() {
     rt.block_on(async {
         let me = coord(url, "doomed").await;
         let guard = me.lock(lock).acquire().await.unwrap();
-        std::fs::write(dir.join("token.tmp"), guard.fencing_token().0.to_string()).unwrap();
-        std::fs::rename(dir.join("token.tmp"), dir.join("token")).unwrap();
+        write_atomically(&dir.join("token"), guard.fencing_token().0.to_string());
         let lost = tokio::time::timeout(Duration::from_secs(60), guard.lost()).await;
         let text = match lost {
             Ok(reason) => format!("{reason:?}"),
             Err(_) => "never".to_string(),
         };
-        std::fs::write(dir.join("lost.tmp"), text).unwrap();
-        std::fs::rename(dir.join("lost.tmp"), dir.join("lost")).unwrap();
+        write_atomically(&dir.join("lost"), text);
     });
 }
 
@@ -381,12 +379,6 @@ async fn spawn_holder(url: &str, lock: &str, dir: &std::path::Path) -> (Child, F
         .await
         .unwrap();
     (child, token)
-}
-
-fn signal(child: &Child, sig: libc::c_int) {
-    // SAFETY: plain kill(2) on the pid of a child we spawned and have not yet waited for.
-    let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
-    assert_eq!(rc, 0);
 }
 
 fn child_token(dir: &std::path::Path) -> FencingToken {

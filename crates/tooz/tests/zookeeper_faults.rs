@@ -20,7 +20,7 @@ use std::process::{Child, Command};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use support::{wait_for_file, TempDir};
+use support::{signal, wait_for_file, write_atomically, TempDir};
 use tooz::{Capabilities, ConnectionState, Coordinator, Id, LostReason, Value};
 use tooz_testkit::{services, FaultProxy};
 
@@ -352,8 +352,7 @@ fn child_waits_for_lock() {
         std::fs::write(dir.join("started"), b"").unwrap();
         let guard = coord.lock(lock).acquire_timeout(WAIT).await.unwrap();
         let token = guard.fencing_token().0.to_string();
-        std::fs::write(dir.join("acquired.tmp"), token).unwrap();
-        std::fs::rename(dir.join("acquired.tmp"), dir.join("acquired")).unwrap();
+        write_atomically(&dir.join("acquired"), token);
         tokio::time::sleep(Duration::from_secs(60)).await; // bounded: the parent kills us
     });
 }
@@ -365,12 +364,6 @@ fn spawn_child(name: &str, env: &str, spec: &str) -> Child {
         .env(env, spec)
         .spawn()
         .unwrap()
-}
-
-fn signal(child: &Child, sig: libc::c_int) {
-    // SAFETY: plain kill(2) on the pid of a child we spawned and have not yet waited for.
-    let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
-    assert_eq!(rc, 0);
 }
 
 #[tokio::test]

@@ -43,6 +43,21 @@ pub fn wait_for_file(path: &Path) {
     }
 }
 
+/// Writes `text` to `path` through a temporary file and a rename, so that a reader polling
+/// for `path` (see [`wait_for_file`]) never sees it half written.
+pub fn write_atomically(path: &Path, text: impl AsRef<[u8]>) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Sends signal `sig` to child process `child`.
+pub fn signal(child: &std::process::Child, sig: libc::c_int) {
+    // SAFETY: plain kill(2) on the pid of a child we spawned and have not yet waited for.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+    assert_eq!(rc, 0);
+}
+
 /// The Python interpreter with tooz installed (`TOOZ_PYTHON`, default the repository's
 /// `.venv-tooz`). `None` when absent outside CI; under `CI=true` its absence is a failure.
 pub fn python() -> Option<PathBuf> {
