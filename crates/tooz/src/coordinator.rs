@@ -2,7 +2,6 @@
 //! supervision every driver shares.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -11,19 +10,17 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use crate::callbacks::Hub;
 use crate::characteristics::Characteristics;
-use crate::driver::{Driver, Support};
+use crate::core::{refresh_locks, Core};
+use crate::driver::Driver;
 use crate::election::Leadership;
 use crate::error::{Error, Result};
-use crate::group::{self, Capabilities, GroupEvent, GroupWatch, MemberInfo};
+use crate::group::{self, GroupWatch};
 use crate::id::Id;
-use crate::lock::{Acquisition, Lock, LostReason};
-use crate::session::{ConnectionState, SessionEvents};
+use crate::lock::Lock;
+use crate::types::{Capabilities, ConnectionState, LostReason, MemberInfo, SessionEvents, Support};
 use crate::url::DriverUrl;
-use crate::watchers::{Hub, WatchId};
-
-/// Longest name (group, member or lock) accepted by the core, in bytes. Drivers may accept less.
-pub const MAX_NAME_LEN: usize = 64 * 1024;
 
 /// How many times `join_group_create` retries when the group vanishes between create and join.
 const JOIN_CREATE_ATTEMPTS: usize = 16;
@@ -46,77 +43,13 @@ const JOIN_CREATE_ATTEMPTS: usize = 16;
 /// ```
 #[derive(Clone)]
 pub struct Coordinator {
-    inner: Arc<Inner>,
+    inner: Arc<Core>,
 }
 
-pub(crate) struct Inner {
-    pub(crate) driver: Arc<dyn Driver>,
-    pub(crate) member: Id,
-    pub(crate) runtime: tokio::runtime::Handle,
-    url: DriverUrl,
-    started: AtomicBool,
-    lifecycle: tokio::sync::Mutex<()>,
-    state: Arc<watch::Sender<ConnectionState>>,
-    joined: Mutex<BTreeSet<Id>>,
-    held: Mutex<HashMap<String, Arc<Acquisition>>>,
-    background: Mutex<Vec<JoinHandle<()>>>,
-    pub(crate) hub: Hub,
-}
-
-impl Inner {
-    pub(crate) fn check_started(&self) -> Result<()> {
-        if self.started.load(Ordering::Acquire) {
-            Ok(())
-        } else {
-            Err(Error::NotStarted)
-        }
-    }
-
-    pub(crate) fn check_name(&self, kind: &'static str, name: &Id) -> Result<()> {
-        let reason = if name.is_empty() {
-            "it is empty".to_string()
-        } else if name.len() > MAX_NAME_LEN {
-            format!("it is longer than {MAX_NAME_LEN} bytes")
-        } else {
-            return self.driver.validate_name(kind, name);
-        };
-        Err(Error::InvalidName {
-            kind,
-            name: name.to_string(),
-            reason,
-        })
-    }
-
-    pub(crate) fn track(&self, acq: Arc<Acquisition>) {
-        self.held.lock().unwrap().insert(acq.req.nonce.clone(), acq);
-    }
-
-    pub(crate) fn untrack(&self, acq: &Acquisition) {
-        self.held.lock().unwrap().remove(&acq.req.nonce);
-    }
-
-    fn held(&self) -> Vec<Arc<Acquisition>> {
-        self.held.lock().unwrap().values().cloned().collect()
-    }
-
-    /// Fires `lost` on every held acquisition and forgets them.
-    fn lose_all(&self, reason: LostReason) {
-        let all: Vec<_> = self.held.lock().unwrap().drain().map(|(_, a)| a).collect();
-        for acq in all {
-            acq.req.lost.fire(reason);
-        }
-    }
-
-    fn abort_background(&self) {
-        for task in self.background.lock().unwrap().drain(..) {
-            task.abort();
-        }
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.abort_background();
+impl Coordinator {
+    /// The shared state, for the layers built on the coordinator (watchers, locks).
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.inner
     }
 }
 
@@ -198,8 +131,12 @@ impl Coordinator {
             driver: driver.scheme(),
             message: "a coordinator must be made within a tokio runtime".into(),
         })?;
+        let operation_timeout = url
+            .duration_option("operation_timeout")
+            .unwrap_or_else(|| driver.session_timeout());
         Ok(Coordinator {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Core {
+                operation_timeout,
                 driver,
                 member,
                 runtime,
@@ -318,9 +255,11 @@ impl Coordinator {
     fn spawn_heartbeat(&self, mut period: Duration, events: SessionEvents) -> JoinHandle<()> {
         let weak = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
+            let mut next_beat = tokio::time::Instant::now() + period;
             loop {
-                tokio::time::sleep(period / 2).await;
+                tokio::time::sleep_until(next_beat).await;
                 let Some(inner) = weak.upgrade() else { return };
+                let beat_started = tokio::time::Instant::now();
                 match inner.driver.heartbeat().await {
                     Ok(next) => {
                         period = next.unwrap_or(period);
@@ -343,6 +282,7 @@ impl Coordinator {
                         }
                     }
                 }
+                next_beat = beat_started + period;
             }
         })
     }
@@ -350,7 +290,7 @@ impl Coordinator {
     /// Watches the connection state: counts reconnects, and fires `lost()` on everything held
     /// when the session is lost or stays suspended past the session timeout.
     fn spawn_supervisor(&self) -> JoinHandle<()> {
-        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let weak: Weak<Core> = Arc::downgrade(&self.inner);
         let mut states = self.inner.state.subscribe();
         let grace = self.inner.driver.session_timeout();
         tokio::spawn(async move {
@@ -392,38 +332,18 @@ impl Coordinator {
     }
 
     /// Keeps the session alive by hand (the background heartbeat does it after `start`).
-    /// Returns the period after which it must be called again, if the driver needs it.
+    /// Returns the longest wait before the next call, if the driver needs one.
     pub async fn heartbeat(&self) -> Result<Option<Duration>> {
         self.inner.check_started()?;
         self.inner.driver.heartbeat().await
-    }
-
-    /// Runs one driver call after the common checks, in a span, bounded by the session timeout.
-    async fn call<T>(
-        &self,
-        op: &'static str,
-        names: &[(&'static str, &Id)],
-        fut: impl Future<Output = Result<T>>,
-    ) -> Result<T> {
-        self.inner.check_started()?;
-        for (kind, name) in names {
-            self.inner.check_name(kind, name)?;
-        }
-        let bound = self.inner.driver.session_timeout();
-        let span = tracing::debug_span!("tooz.op", op, driver = self.inner.driver.scheme());
-        match tokio::time::timeout(bound, fut.instrument(span)).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::OperationTimedOut(format!(
-                "{op} took longer than {bound:?}"
-            ))),
-        }
     }
 
     /// Creates a group; [`Error::GroupAlreadyExist`] if it exists.
     pub async fn create_group(&self, group: impl Into<Id>) -> Result<()> {
         let group = group.into();
         let d = &self.inner.driver;
-        self.call("create_group", &[("group", &group)], d.create_group(&group))
+        self.inner
+            .call("create_group", &[("group", &group)], d.create_group(&group))
             .await
     }
 
@@ -431,13 +351,15 @@ impl Coordinator {
     pub async fn delete_group(&self, group: impl Into<Id>) -> Result<()> {
         let group = group.into();
         let d = &self.inner.driver;
-        self.call("delete_group", &[("group", &group)], d.delete_group(&group))
+        self.inner
+            .call("delete_group", &[("group", &group)], d.delete_group(&group))
             .await
     }
 
     /// Lists the groups.
     pub async fn get_groups(&self) -> Result<BTreeSet<Id>> {
-        self.call("get_groups", &[], self.inner.driver.get_groups())
+        self.inner
+            .call("get_groups", &[], self.inner.driver.get_groups())
             .await
     }
 
@@ -451,12 +373,13 @@ impl Coordinator {
         let group = group.into();
         let caps = capabilities.into();
         let (d, me) = (&self.inner.driver, &self.inner.member);
-        self.call(
-            "join_group",
-            &[("group", &group), ("member", me)],
-            d.join_group(&group, me, &caps),
-        )
-        .await?;
+        self.inner
+            .call(
+                "join_group",
+                &[("group", &group), ("member", me)],
+                d.join_group(&group, me, &caps),
+            )
+            .await?;
         self.inner.joined.lock().unwrap().insert(group);
         Ok(())
     }
@@ -488,12 +411,13 @@ impl Coordinator {
     pub async fn leave_group(&self, group: impl Into<Id>) -> Result<()> {
         let group = group.into();
         let (d, me) = (&self.inner.driver, &self.inner.member);
-        self.call(
-            "leave_group",
-            &[("group", &group)],
-            d.leave_group(&group, me),
-        )
-        .await?;
+        self.inner
+            .call(
+                "leave_group",
+                &[("group", &group)],
+                d.leave_group(&group, me),
+            )
+            .await?;
         self.inner.joined.lock().unwrap().remove(&group);
         Ok(())
     }
@@ -507,7 +431,8 @@ impl Coordinator {
     pub async fn get_members(&self, group: impl Into<Id>) -> Result<BTreeSet<Id>> {
         let group = group.into();
         let d = &self.inner.driver;
-        self.call("get_members", &[("group", &group)], d.get_members(&group))
+        self.inner
+            .call("get_members", &[("group", &group)], d.get_members(&group))
             .await
     }
 
@@ -518,12 +443,13 @@ impl Coordinator {
     ) -> Result<BTreeMap<Id, Capabilities>> {
         let group = group.into();
         let d = &self.inner.driver;
-        self.call(
-            "get_members_with_capabilities",
-            &[("group", &group)],
-            d.get_members_with_capabilities(&group),
-        )
-        .await
+        self.inner
+            .call(
+                "get_members_with_capabilities",
+                &[("group", &group)],
+                d.get_members_with_capabilities(&group),
+            )
+            .await
     }
 
     /// The capabilities of `member` in `group`.
@@ -534,12 +460,13 @@ impl Coordinator {
     ) -> Result<Capabilities> {
         let (group, member) = (group.into(), member.into());
         let d = &self.inner.driver;
-        self.call(
-            "get_member_capabilities",
-            &[("group", &group), ("member", &member)],
-            d.get_member_capabilities(&group, &member),
-        )
-        .await
+        self.inner
+            .call(
+                "get_member_capabilities",
+                &[("group", &group), ("member", &member)],
+                d.get_member_capabilities(&group, &member),
+            )
+            .await
     }
 
     /// Everything the driver knows about `member` in `group`.
@@ -550,12 +477,13 @@ impl Coordinator {
     ) -> Result<MemberInfo> {
         let (group, member) = (group.into(), member.into());
         let d = &self.inner.driver;
-        self.call(
-            "get_member_info",
-            &[("group", &group), ("member", &member)],
-            d.get_member_info(&group, &member),
-        )
-        .await
+        self.inner
+            .call(
+                "get_member_info",
+                &[("group", &group), ("member", &member)],
+                d.get_member_info(&group, &member),
+            )
+            .await
     }
 
     /// Replaces this member's capabilities in `group`.
@@ -567,12 +495,13 @@ impl Coordinator {
         let group = group.into();
         let caps = capabilities.into();
         let (d, me) = (&self.inner.driver, &self.inner.member);
-        self.call(
-            "update_capabilities",
-            &[("group", &group)],
-            d.update_capabilities(&group, me, &caps),
-        )
-        .await
+        self.inner
+            .call(
+                "update_capabilities",
+                &[("group", &group)],
+                d.update_capabilities(&group, me, &caps),
+            )
+            .await
     }
 
     /// A stream of `group`'s joins and leaves, pushed by the backend where it can (polled and
@@ -580,115 +509,20 @@ impl Coordinator {
     pub async fn watch_group(&self, group: impl Into<Id>) -> Result<GroupWatch> {
         let group = group.into();
         let driver = self.inner.driver.clone();
-        self.call(
-            "watch_group",
-            &[("group", &group)],
-            group::watch(driver, group.clone()),
-        )
-        .await
-    }
-
-    /// Calls `callback` (from [`run_watchers`](Coordinator::run_watchers)) for each member
-    /// that joins `group` (tooz's `watch_join_group`). Callbacks run while the coordinator's
-    /// table of watches is locked: a callback must not add or remove watches itself.
-    pub async fn watch_join_group(
-        &self,
-        group: impl Into<Id>,
-        callback: impl FnMut(&GroupEvent) + Send + 'static,
-    ) -> Result<WatchId> {
-        self.inner.check_started()?;
-        let group = group.into();
-        self.inner.check_name("group", &group)?;
         self.inner
-            .hub
-            .watch_membership(self, group, true, Box::new(callback))
+            .call(
+                "watch_group",
+                &[("group", &group)],
+                group::watch(driver, group.clone()),
+            )
             .await
-    }
-
-    /// Calls `callback` for each member that leaves `group` (tooz's `watch_leave_group`).
-    pub async fn watch_leave_group(
-        &self,
-        group: impl Into<Id>,
-        callback: impl FnMut(&GroupEvent) + Send + 'static,
-    ) -> Result<WatchId> {
-        self.inner.check_started()?;
-        let group = group.into();
-        self.inner.check_name("group", &group)?;
-        self.inner
-            .hub
-            .watch_membership(self, group, false, Box::new(callback))
-            .await
-    }
-
-    /// Removes a join watch; [`Error::WatchCallbackNotFound`] if it is not registered.
-    pub fn unwatch_join_group(&self, group: impl Into<Id>, watch: WatchId) -> Result<()> {
-        self.inner
-            .hub
-            .unwatch_membership(&group.into(), watch, true)
-    }
-
-    /// Removes a leave watch; [`Error::WatchCallbackNotFound`] if it is not registered.
-    pub fn unwatch_leave_group(&self, group: impl Into<Id>, watch: WatchId) -> Result<()> {
-        self.inner
-            .hub
-            .unwatch_membership(&group.into(), watch, false)
-    }
-
-    /// Runs for leader of `group` in the background and calls `callback` (from
-    /// [`run_watchers`](Coordinator::run_watchers)) each time this member is elected.
-    pub async fn watch_elected_as_leader(
-        &self,
-        group: impl Into<Id>,
-        callback: impl FnMut(&GroupEvent) + Send + 'static,
-    ) -> Result<WatchId> {
-        self.inner.check_started()?;
-        self.check_election()?;
-        let group = group.into();
-        self.inner.check_name("group", &group)?;
-        Ok(self
-            .inner
-            .hub
-            .watch_election(self, group, Box::new(callback)))
-    }
-
-    /// Removes an election watch; the last one removed withdraws from the election.
-    pub fn unwatch_elected_as_leader(&self, group: impl Into<Id>, watch: WatchId) -> Result<()> {
-        self.inner.hub.unwatch_election(&group.into(), watch)
-    }
-
-    /// Number of callbacks registered on `group` (join, leave, elected).
-    pub fn watch_count(&self, group: impl Into<Id>) -> (usize, usize, usize) {
-        self.inner.hub.count(&group.into())
-    }
-
-    /// Delivers the events that arrived since the last call to their callbacks, waiting up
-    /// to `timeout` for the first one if none is pending. Returns the events delivered.
-    pub async fn run_watchers(&self, timeout: Option<Duration>) -> Result<Vec<GroupEvent>> {
-        self.inner.check_started()?;
-        self.inner.hub.run(self, timeout).await
-    }
-
-    pub(crate) fn forget_joined(&self, group: &Id) {
-        self.inner.joined.lock().unwrap().remove(group);
-    }
-
-    fn check_election(&self) -> Result<()> {
-        let driver = &self.inner.driver;
-        if driver.support().election {
-            return Ok(());
-        }
-        Err(Error::NotImplemented {
-            driver: driver.scheme(),
-            operation: "leader election",
-            reason: "the backend has no lock that can elect a leader",
-        })
     }
 
     /// Resolves once this member is leader of `group` (FIFO among candidates where the
     /// driver queues them).
     pub async fn campaign(&self, group: impl Into<Id>) -> Result<Leadership> {
         self.inner.check_started()?;
-        self.check_election()?;
+        self.inner.check_election()?;
         let group = group.into();
         self.inner.check_name("group", &group)?;
         let guard = self.leader_lock(group.clone()).acquire().await?;
@@ -697,11 +531,12 @@ impl Coordinator {
 
     /// The current leader of `group`, if any.
     pub async fn get_leader(&self, group: impl Into<Id>) -> Result<Option<Id>> {
-        self.check_election()?;
+        self.inner.check_election()?;
         let group = group.into();
         let d = &self.inner.driver;
         let name = d.leader_lock_name(&group);
-        self.call("get_leader", &[("group", &group)], d.lock_holder(&name))
+        self.inner
+            .call("get_leader", &[("group", &group)], d.lock_holder(&name))
             .await
     }
 
@@ -709,7 +544,7 @@ impl Coordinator {
     /// election watch re-enters the election at the next `run_watchers`.
     pub async fn stand_down_group_leader(&self, group: impl Into<Id>) -> Result<bool> {
         self.inner.check_started()?;
-        self.check_election()?;
+        self.inner.check_election()?;
         let name = self.inner.driver.leader_lock_name(&group.into());
         let mine: Vec<_> = self
             .inner
@@ -736,20 +571,6 @@ impl Coordinator {
     }
 }
 
-/// Refreshes every held lock; those the backend no longer has are reported lost.
-async fn refresh_locks(inner: &Inner) {
-    for acq in inner.held() {
-        match inner.driver.lock_refresh(&acq.req).await {
-            Ok(true) => {}
-            Ok(false) => {
-                inner.untrack(&acq);
-                acq.req.lost.fire(LostReason::Expired);
-            }
-            Err(error) => tracing::warn!(lock = %acq.req.name, %error, "lock refresh failed"),
-        }
-    }
-}
-
 impl std::fmt::Debug for Coordinator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Coordinator")
@@ -757,11 +578,5 @@ impl std::fmt::Debug for Coordinator {
             .field("member", &self.inner.member)
             .field("started", &self.is_started())
             .finish()
-    }
-}
-
-impl Coordinator {
-    pub(crate) fn support_poll_interval(&self) -> Duration {
-        self.inner.driver.poll_interval()
     }
 }

@@ -12,87 +12,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::future::BoxFuture;
-use futures::stream::BoxStream;
 use tokio::time::Instant;
 
 use crate::characteristics::Characteristics;
 use crate::error::{Error, Result};
-use crate::group::{Capabilities, MemberInfo};
 use crate::id::Id;
-use crate::lock::{FencingToken, LockRequest};
-use crate::session::SessionEvents;
-
-/// How a driver learns of membership changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WatchKind {
-    /// The backend pushes every change, in order.
-    Push,
-    /// The backend signals changes and the core re-reads membership: a join and leave that
-    /// both happen between two reads may be coalesced.
-    Notified,
-    /// The core polls and diffs membership every `poll_interval`.
-    Poll,
-    /// Watching is not available.
-    None,
-}
-
-/// Which parts of the API a driver supports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Support {
-    /// create/delete/get groups, join/leave, get_members, capabilities.
-    pub groups: bool,
-    /// `update_capabilities`.
-    pub update_capabilities: bool,
-    /// `get_member_info`.
-    pub member_info: bool,
-    /// Membership watchers.
-    pub watch: WatchKind,
-    /// Leader election (`campaign`, `get_leader`, `stand_down_group_leader`).
-    pub election: bool,
-    /// Exclusive locks.
-    pub locks: bool,
-    /// Shared (read) locks.
-    pub shared_locks: bool,
-    /// `Lock::break_lock`.
-    pub break_lock: bool,
-}
-
-impl Support {
-    /// Names and values, for tables.
-    pub fn entries(&self) -> [(&'static str, bool); 8] {
-        [
-            ("groups", self.groups),
-            ("update_capabilities", self.update_capabilities),
-            ("member_info", self.member_info),
-            ("watch", self.watch != WatchKind::None),
-            ("election", self.election),
-            ("locks", self.locks),
-            ("shared_locks", self.shared_locks),
-            ("break_lock", self.break_lock),
-        ]
-    }
-}
-
-/// What a membership change feed yields.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GroupChange {
-    /// This member joined.
-    Joined(Id),
-    /// This member left.
-    Left(Id),
-    /// Something changed that the feed cannot describe (or events were dropped): re-read and diff.
-    Resync,
-}
-
-/// A push feed of one group's membership changes.
-pub type GroupFeed = BoxStream<'static, GroupChange>;
-
-/// A future that resolves when a lock may have changed hands.
-pub type ChangeWait = BoxFuture<'static, ()>;
-
-/// Interval of the polling fallback when neither the URL nor the driver sets one.
-pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
+pub use crate::types::{
+    Capabilities, ChangeWait, DriverFacts, FencingToken, GroupChange, GroupFeed, LockRequest,
+    LostReason, LostSignal, MemberInfo, SessionEvents, Support, WatchKind, DEFAULT_POLL_INTERVAL,
+};
 
 fn not_implemented(driver: &'static str, operation: &'static str) -> Error {
     Error::NotImplemented {
@@ -108,16 +36,11 @@ pub trait Driver: Send + Sync + 'static {
     /// The scheme this driver answers to (its canonical name).
     fn scheme(&self) -> &'static str;
 
-    /// What the driver guarantees.
-    fn characteristics(&self) -> Characteristics;
-
-    /// Which parts of the API it supports.
-    fn support(&self) -> Support;
-
-    /// Interval of the polling fallbacks (watchers without push, lock waits without push).
-    fn poll_interval(&self) -> Duration {
-        DEFAULT_POLL_INTERVAL
-    }
+    /// What this driver declares: characteristics, supported API parts, poll interval and
+    /// accepted options. Built once from the driver's static facts and its URL; everything
+    /// else ([`characteristics`](dyn Driver::characteristics), [`support`](dyn Driver::support),
+    /// `tooz drivers`) is derived from it.
+    fn facts(&self) -> &DriverFacts;
 
     /// How long a session may stay suspended before its locks and memberships must be taken
     /// as lost.
@@ -134,8 +57,10 @@ pub trait Driver: Send + Sync + 'static {
     /// Disconnects, giving up every membership and lock of this session.
     async fn stop(&self) -> Result<()>;
 
-    /// Keeps the session alive; returns the period after which it must be called again, or
-    /// `None` when the driver needs no heartbeat.
+    /// Keeps the session alive. Returns the longest the core may wait before calling it
+    /// again (the core calls it when that period has passed, counted from the start of this
+    /// call), or `None` when the driver needs no heartbeat. A driver whose session expires
+    /// after `ttl` returns a period with room for a failed call and a retry, such as `ttl / 3`.
     async fn heartbeat(&self) -> Result<Option<Duration>> {
         Ok(None)
     }
@@ -218,33 +143,20 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Takes the lock, waiting until `deadline` (forever if `None`); `None` on timeout.
     ///
-    /// The default subscribes to [`Driver::lock_changed`] and retries; drivers with a native
-    /// queue (fair hand-off) override it. Dropping the future must leave the lock not taken.
+    /// The default is [`acquire_by_retrying`]; drivers with a native queue (fair hand-off)
+    /// override it. Dropping the future must leave the lock not taken.
     async fn lock_acquire(
         &self,
         req: &LockRequest,
         deadline: Option<Instant>,
     ) -> Result<Option<FencingToken>> {
-        loop {
-            let changed = self.lock_changed(&req.name).await?;
-            if let Some(token) = self.lock_try_acquire(req).await? {
-                return Ok(Some(token));
-            }
-            match deadline {
-                Some(deadline) => {
-                    if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                        return Ok(None);
-                    }
-                }
-                None => changed.await,
-            }
-        }
+        acquire_by_retrying(self, req, deadline).await
     }
 
     /// A future resolving when the lock `name` may have been released. Called before a try,
     /// so that a release between the try and the wait is not missed. Default: the poll interval.
     async fn lock_changed(&self, _name: &Id) -> Result<ChangeWait> {
-        Ok(Box::pin(tokio::time::sleep(self.poll_interval())))
+        Ok(Box::pin(tokio::time::sleep(self.facts().poll_interval)))
     }
 
     /// Releases a lock held by `req`; `false` if it was not held by it.
@@ -272,5 +184,48 @@ pub trait Driver: Send + Sync + 'static {
         let mut name = b"leader_of_".to_vec();
         name.extend_from_slice(group.as_bytes());
         Id::from(name)
+    }
+}
+
+impl dyn Driver {
+    /// What the driver guarantees (from its [`facts`](Driver::facts)).
+    pub fn characteristics(&self) -> Characteristics {
+        self.facts().characteristics
+    }
+
+    /// Which parts of the API it supports (from its [`facts`](Driver::facts)).
+    pub fn support(&self) -> Support {
+        self.facts().support
+    }
+
+    /// Interval of the polling fallbacks (from its [`facts`](Driver::facts)).
+    pub fn poll_interval(&self) -> Duration {
+        self.facts().poll_interval
+    }
+}
+
+/// Takes the lock by trying, waiting for [`Driver::lock_changed`], and trying again, until
+/// `deadline` (forever if `None`); `None` on timeout. The wait of drivers without a lock
+/// queue of their own: no FIFO order, but no lost wake-up either, since the change
+/// subscription is taken before each try. Dropping the future leaves the lock not taken, as
+/// long as the driver's `lock_try_acquire` takes it in one step.
+pub async fn acquire_by_retrying<D: Driver + ?Sized>(
+    driver: &D,
+    req: &LockRequest,
+    deadline: Option<Instant>,
+) -> Result<Option<FencingToken>> {
+    loop {
+        let changed = driver.lock_changed(&req.name).await?;
+        if let Some(token) = driver.lock_try_acquire(req).await? {
+            return Ok(Some(token));
+        }
+        match deadline {
+            Some(deadline) => {
+                if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                    return Ok(None);
+                }
+            }
+            None => changed.await,
+        }
     }
 }

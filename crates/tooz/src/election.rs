@@ -4,7 +4,8 @@ use std::fmt;
 
 use crate::error::Result;
 use crate::id::Id;
-use crate::lock::{FencingToken, LockGuard, LostReason};
+use crate::lock::LockGuard;
+use crate::types::{FencingToken, LostReason};
 
 /// Leadership of a group, from [`Coordinator::campaign`](crate::Coordinator::campaign).
 ///

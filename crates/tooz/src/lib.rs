@@ -35,8 +35,10 @@
 #![warn(missing_docs)]
 
 pub mod blocking;
+mod callbacks;
 mod characteristics;
 mod coordinator;
+mod core;
 pub mod driver;
 pub mod drivers;
 mod election;
@@ -48,19 +50,23 @@ pub mod hashring;
 mod id;
 mod lock;
 pub mod partitioner;
-mod session;
+mod types;
 mod url;
 mod watchers;
 
+pub use crate::core::MAX_NAME_LEN;
+pub use callbacks::WatchId;
 pub use characteristics::{Characteristic, Characteristics};
-pub use coordinator::{Coordinator, CoordinatorBuilder, MAX_NAME_LEN};
-pub use driver::{Support, WatchKind};
+pub use coordinator::{Coordinator, CoordinatorBuilder};
 pub use election::Leadership;
 pub use error::{Error, Result};
-pub use group::{Capabilities, GroupEvent, GroupWatch, MemberInfo, Value};
+pub use group::{GroupEvent, GroupWatch};
 pub use id::Id;
-pub use lock::{FencingToken, Lock, LockGuard, LockMode, LockRequest, LostReason, LostSignal};
+pub use lock::{Lock, LockGuard};
 pub use partitioner::{PartitionKey, Partitioner};
-pub use session::{ConnectionState, SessionEvents};
+pub use types::{
+    Capabilities, ConnectionState, FencingToken, LockMode, LockRequest, LostReason, LostSignal,
+    MemberInfo, SessionEvents, Value,
+};
+pub use types::{Support, WatchKind};
 pub use url::{DriverUrl, OptionKind, OptionSpec, Options, COMMON_OPTIONS};
-pub use watchers::WatchId;

@@ -12,9 +12,10 @@ use tokio::task::JoinHandle;
 
 use crate::coordinator::Coordinator;
 use crate::error::Result;
-use crate::group::{Capabilities, GroupEvent, Value};
+use crate::group::GroupEvent;
 use crate::hashring::HashRing;
 use crate::id::Id;
+use crate::types::{Capabilities, Value};
 
 /// tooz's default number of ring points per unit of weight.
 pub const DEFAULT_PARTITIONS: u32 = 32;

@@ -66,6 +66,12 @@ pub const COMMON_OPTIONS: &[OptionSpec] = &[
         help: "lifetime of a leadership that is not kept alive",
     },
     OptionSpec {
+        name: "operation_timeout",
+        kind: OptionKind::Duration,
+        help: "longest one call may take before it fails with a timeout (default: the session \
+               timeout)",
+    },
+    OptionSpec {
         name: "namespace",
         kind: OptionKind::Text,
         help: "prefix under which every key is stored",
@@ -167,6 +173,13 @@ impl DriverUrl {
     /// The password, if any. Handle with care: never log it.
     pub fn password(&self) -> Option<String> {
         self.url.password().map(percent_decode)
+    }
+
+    /// The last value of the duration option `name`, unchecked: for the core's own options,
+    /// which every driver's option list accepts and checks.
+    pub(crate) fn duration_option(&self, name: &str) -> Option<Duration> {
+        let (_, value) = self.query.iter().rev().find(|(key, _)| key == name)?;
+        parse_duration(value)
     }
 
     /// Checks every query option against `accepted` and returns them typed.

@@ -1,274 +1,111 @@
-//! tooz-style callbacks: `watch_join_group` & co, delivered by `run_watchers`.
+//! tooz-style callbacks: `watch_join_group` & co, delivered by `run_watchers`. A layer over
+//! [`Coordinator`], keeping its table in the coordinator's [`Hub`](crate::callbacks::Hub).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
-use futures::StreamExt;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::callbacks::{EventSender, WatchId};
 use crate::coordinator::Coordinator;
 use crate::error::{Error, Result};
 use crate::group::GroupEvent;
 use crate::id::Id;
-use crate::lock::LostReason;
+use crate::types::LostReason;
 
-/// A registered callback, returned by the `watch_*` methods and given back to `unwatch_*`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct WatchId(pub(crate) u64);
-
-impl WatchId {
-    /// A watch id from its number (for tests and bindings); unknown ids are simply not found.
-    pub fn from_raw(id: u64) -> Self {
-        WatchId(id)
-    }
-}
-
-type Callback = Box<dyn FnMut(&GroupEvent) + Send>;
-
-struct MembershipHooks {
-    join: Vec<(u64, Callback)>,
-    leave: Vec<(u64, Callback)>,
-    pump: JoinHandle<()>,
-}
-
-struct ElectionHooks {
-    callbacks: Vec<(u64, Callback)>,
-    campaign: JoinHandle<()>,
-}
-
-#[derive(Default)]
-struct Hooks {
-    next_id: u64,
-    membership: HashMap<Id, MembershipHooks>,
-    elections: HashMap<Id, ElectionHooks>,
-}
-
-/// Every callback of one coordinator, and the channel their events arrive on.
-pub(crate) struct Hub {
-    hooks: Mutex<Hooks>,
-    tx: mpsc::UnboundedSender<GroupEvent>,
-    rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<GroupEvent>>,
-}
-
-fn remove_hook(list: &mut Vec<(u64, Callback)>, id: u64) -> bool {
-    let before = list.len();
-    list.retain(|(i, _)| *i != id);
-    list.len() != before
-}
-
-impl Hub {
-    pub(crate) fn new() -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        Hub {
-            hooks: Mutex::new(Hooks::default()),
-            tx,
-            rx: tokio::sync::Mutex::new(rx),
-        }
-    }
-
-    pub(crate) async fn watch_membership(
+impl Coordinator {
+    /// Calls `callback` (from [`run_watchers`](Coordinator::run_watchers)) for each member
+    /// that joins `group` (tooz's `watch_join_group`). Callbacks run while the coordinator's
+    /// table of watches is locked: a callback must not add or remove watches itself.
+    pub async fn watch_join_group(
         &self,
-        coord: &Coordinator,
+        group: impl Into<Id>,
+        callback: impl FnMut(&GroupEvent) + Send + 'static,
+    ) -> Result<WatchId> {
+        self.watch_membership(group.into(), true, Box::new(callback))
+            .await
+    }
+
+    /// Calls `callback` for each member that leaves `group` (tooz's `watch_leave_group`).
+    pub async fn watch_leave_group(
+        &self,
+        group: impl Into<Id>,
+        callback: impl FnMut(&GroupEvent) + Send + 'static,
+    ) -> Result<WatchId> {
+        self.watch_membership(group.into(), false, Box::new(callback))
+            .await
+    }
+
+    async fn watch_membership(
+        &self,
         group: Id,
         join: bool,
-        callback: Callback,
+        callback: crate::callbacks::Callback,
     ) -> Result<WatchId> {
-        let watching = self.hooks.lock().unwrap().membership.contains_key(&group);
-        let pump = if watching {
+        let core = self.core();
+        core.check_started()?;
+        core.check_name("group", &group)?;
+        let events = if core.hub.watches_membership(&group) {
             None
         } else {
-            let mut events = coord.watch_group(group.clone()).await?;
-            let tx = self.tx.clone();
-            Some(tokio::spawn(async move {
-                while let Some(event) = events.next().await {
-                    if tx.send(event).is_err() {
-                        return;
-                    }
-                }
-            }))
+            Some(self.watch_group(group.clone()).await?)
         };
-        let mut hooks = self.hooks.lock().unwrap();
-        hooks.next_id += 1;
-        let id = hooks.next_id;
-        let entry = match hooks.membership.entry(group) {
-            std::collections::hash_map::Entry::Occupied(e) => {
-                if let Some(pump) = pump {
-                    pump.abort();
-                }
-                e.into_mut()
-            }
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(MembershipHooks {
-                join: Vec::new(),
-                leave: Vec::new(),
-                pump: pump.expect("a new group always gets a pump"),
-            }),
-        };
-        if join {
-            entry.join.push((id, callback));
-        } else {
-            entry.leave.push((id, callback));
-        }
-        Ok(WatchId(id))
+        Ok(core.hub.watch_membership(group, join, callback, events))
     }
 
-    pub(crate) fn unwatch_membership(&self, group: &Id, watch: WatchId, join: bool) -> Result<()> {
-        let mut hooks = self.hooks.lock().unwrap();
-        let not_found = || Error::WatchCallbackNotFound {
-            group: group.clone(),
-            watch: watch.0,
-        };
-        let entry = hooks.membership.get_mut(group).ok_or_else(not_found)?;
-        let list = if join {
-            &mut entry.join
-        } else {
-            &mut entry.leave
-        };
-        if !remove_hook(list, watch.0) {
-            return Err(not_found());
-        }
-        if entry.join.is_empty() && entry.leave.is_empty() {
-            if let Some(entry) = hooks.membership.remove(group) {
-                entry.pump.abort();
-            }
-        }
-        Ok(())
+    /// Removes a join watch; [`Error::WatchCallbackNotFound`] if it is not registered.
+    pub fn unwatch_join_group(&self, group: impl Into<Id>, watch: WatchId) -> Result<()> {
+        self.core()
+            .hub
+            .unwatch_membership(&group.into(), watch, true)
     }
 
-    pub(crate) fn watch_election(
+    /// Removes a leave watch; [`Error::WatchCallbackNotFound`] if it is not registered.
+    pub fn unwatch_leave_group(&self, group: impl Into<Id>, watch: WatchId) -> Result<()> {
+        self.core()
+            .hub
+            .unwatch_membership(&group.into(), watch, false)
+    }
+
+    /// Runs for leader of `group` in the background and calls `callback` (from
+    /// [`run_watchers`](Coordinator::run_watchers)) each time this member is elected.
+    pub async fn watch_elected_as_leader(
         &self,
-        coord: &Coordinator,
-        group: Id,
-        callback: Callback,
-    ) -> WatchId {
-        let mut hooks = self.hooks.lock().unwrap();
-        hooks.next_id += 1;
-        let id = hooks.next_id;
-        let tx = self.tx.clone();
-        hooks
-            .elections
-            .entry(group.clone())
-            .or_insert_with(|| ElectionHooks {
-                callbacks: Vec::new(),
-                campaign: spawn_campaign(coord.clone(), group, tx),
-            })
-            .callbacks
-            .push((id, callback));
-        WatchId(id)
+        group: impl Into<Id>,
+        callback: impl FnMut(&GroupEvent) + Send + 'static,
+    ) -> Result<WatchId> {
+        let core = self.core();
+        core.check_started()?;
+        core.check_election()?;
+        let group = group.into();
+        core.check_name("group", &group)?;
+        let campaign = |group, tx| spawn_campaign(self.clone(), group, tx);
+        Ok(core.hub.watch_election(group, Box::new(callback), campaign))
     }
 
-    pub(crate) fn unwatch_election(&self, group: &Id, watch: WatchId) -> Result<()> {
-        let mut hooks = self.hooks.lock().unwrap();
-        let found = hooks
-            .elections
-            .get_mut(group)
-            .is_some_and(|e| remove_hook(&mut e.callbacks, watch.0));
-        if !found {
-            return Err(Error::WatchCallbackNotFound {
-                group: group.clone(),
-                watch: watch.0,
-            });
-        }
-        if hooks.elections[group].callbacks.is_empty() {
-            if let Some(entry) = hooks.elections.remove(group) {
-                entry.campaign.abort();
-            }
-        }
-        Ok(())
+    /// Removes an election watch; the last one removed withdraws from the election.
+    pub fn unwatch_elected_as_leader(&self, group: impl Into<Id>, watch: WatchId) -> Result<()> {
+        self.core().hub.unwatch_election(&group.into(), watch)
     }
 
-    pub(crate) fn count(&self, group: &Id) -> (usize, usize, usize) {
-        let hooks = self.hooks.lock().unwrap();
-        let (join, leave) = hooks
-            .membership
-            .get(group)
-            .map_or((0, 0), |m| (m.join.len(), m.leave.len()));
-        let elected = hooks.elections.get(group).map_or(0, |e| e.callbacks.len());
-        (join, leave, elected)
+    /// Number of callbacks registered on `group` (join, leave, elected).
+    pub fn watch_count(&self, group: impl Into<Id>) -> (usize, usize, usize) {
+        self.core().hub.count(&group.into())
     }
 
-    /// Drops every hook and stops their background tasks.
-    pub(crate) fn clear(&self) {
-        let mut hooks = self.hooks.lock().unwrap();
-        for (_, m) in hooks.membership.drain() {
-            m.pump.abort();
-        }
-        for (_, e) in hooks.elections.drain() {
-            e.campaign.abort();
-        }
-    }
-
-    pub(crate) async fn run(
-        &self,
-        coord: &Coordinator,
-        timeout: Option<Duration>,
-    ) -> Result<Vec<GroupEvent>> {
-        self.rejoin_elections(coord);
-        let mut pending = Vec::new();
-        {
-            let mut rx = self.rx.lock().await;
-            while let Ok(event) = rx.try_recv() {
-                pending.push(event);
-            }
-            if pending.is_empty() {
-                if let Some(timeout) = timeout {
-                    if let Ok(Some(event)) = tokio::time::timeout(timeout, rx.recv()).await {
-                        pending.push(event);
-                        while let Ok(event) = rx.try_recv() {
-                            pending.push(event);
-                        }
-                    }
-                }
-            }
-        }
-        let mut delivered = Vec::new();
-        let mut hooks = self.hooks.lock().unwrap();
-        for event in pending {
-            if let GroupEvent::Left { group, member } = &event {
-                if member == coord.member_id() {
-                    coord.forget_joined(group);
-                }
-            }
-            let callbacks = match &event {
-                GroupEvent::Joined { group, .. } => {
-                    hooks.membership.get_mut(group).map(|m| &mut m.join)
-                }
-                GroupEvent::Left { group, .. } => {
-                    hooks.membership.get_mut(group).map(|m| &mut m.leave)
-                }
-                GroupEvent::LeaderElected { group, .. } => {
-                    hooks.elections.get_mut(group).map(|e| &mut e.callbacks)
-                }
-            };
-            if let Some(callbacks) = callbacks.filter(|c| !c.is_empty()) {
-                for (_, callback) in callbacks.iter_mut() {
-                    callback(&event);
-                }
-                delivered.push(event);
-            }
-        }
-        Ok(delivered)
-    }
-
-    /// Campaigns that ended because the leader stood down re-enter the election.
-    fn rejoin_elections(&self, coord: &Coordinator) {
-        let mut hooks = self.hooks.lock().unwrap();
-        for (group, entry) in hooks.elections.iter_mut() {
-            if entry.campaign.is_finished() {
-                entry.campaign = spawn_campaign(coord.clone(), group.clone(), self.tx.clone());
-            }
-        }
+    /// Delivers the events that arrived since the last call to their callbacks, waiting up
+    /// to `timeout` for the first one if none is pending. Returns the events delivered.
+    pub async fn run_watchers(&self, timeout: Option<Duration>) -> Result<Vec<GroupEvent>> {
+        let core = self.core();
+        core.check_started()?;
+        let forget = |group: &Id| core.forget_joined(group);
+        let campaign = |group, tx| spawn_campaign(self.clone(), group, tx);
+        core.hub.run(timeout, &core.member, forget, campaign).await
     }
 }
 
 /// Campaigns for `group` until elected, reports it, and campaigns again if the leadership is
 /// lost other than by standing down or stopping.
-fn spawn_campaign(
-    coord: Coordinator,
-    group: Id,
-    tx: mpsc::UnboundedSender<GroupEvent>,
-) -> JoinHandle<()> {
+fn spawn_campaign(coord: Coordinator, group: Id, tx: EventSender) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let leadership = match coord.campaign(group.clone()).await {
@@ -276,7 +113,7 @@ fn spawn_campaign(
                 Err(Error::NotStarted) => return,
                 Err(error) => {
                     tracing::warn!(%group, %error, "campaign failed; retrying");
-                    tokio::time::sleep(coord.support_poll_interval()).await;
+                    tokio::time::sleep(coord.core().driver.poll_interval()).await;
                     continue;
                 }
             };

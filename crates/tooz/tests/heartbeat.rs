@@ -7,11 +7,30 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tooz::driver::{Driver, Support, WatchKind};
+use tooz::driver::{Driver, DriverFacts, Support, WatchKind};
 use tooz::{
     Characteristic, Characteristics, ConnectionState, Coordinator, FencingToken, Id, LockRequest,
     LostReason, Result, SessionEvents,
 };
+
+const FLAKY_FACTS: DriverFacts = DriverFacts {
+    characteristics: Characteristics::of(&[Characteristic::DistributedAcrossThreads]),
+    support: Support {
+        groups: false,
+        update_capabilities: false,
+        member_info: false,
+        watch: WatchKind::None,
+        election: false,
+        locks: true,
+        shared_locks: false,
+        break_lock: false,
+    },
+    poll_interval: tooz::driver::DEFAULT_POLL_INTERVAL,
+    options: &[],
+};
+
+/// The period the flaky driver's heartbeat asks for.
+const BEAT_PERIOD: Duration = Duration::from_millis(40);
 
 /// Locks in a map; heartbeats count and can fail; keep-alive can report the lock gone.
 #[derive(Default)]
@@ -27,20 +46,8 @@ impl Driver for Flaky {
     fn scheme(&self) -> &'static str {
         "flaky"
     }
-    fn characteristics(&self) -> Characteristics {
-        Characteristics::of(&[Characteristic::DistributedAcrossThreads])
-    }
-    fn support(&self) -> Support {
-        Support {
-            groups: false,
-            update_capabilities: false,
-            member_info: false,
-            watch: WatchKind::None,
-            election: false,
-            locks: true,
-            shared_locks: false,
-            break_lock: false,
-        }
+    fn facts(&self) -> &DriverFacts {
+        &FLAKY_FACTS
     }
     fn session_timeout(&self) -> Duration {
         Duration::from_millis(300)
@@ -56,7 +63,7 @@ impl Driver for Flaky {
         if self.heartbeat_fails.load(Ordering::SeqCst) {
             return Err(tooz::Error::Connection("heartbeat refused".into()));
         }
-        Ok(Some(Duration::from_millis(40)))
+        Ok(Some(BEAT_PERIOD))
     }
     async fn lock_try_acquire(&self, req: &LockRequest) -> Result<Option<FencingToken>> {
         let mut locks = self.locks.lock().unwrap();
@@ -98,6 +105,18 @@ async fn heartbeats_run_in_the_background() {
         after_stop,
         "beats after stop"
     );
+}
+
+/// The period a heartbeat returns is the longest wait before the next one, counted from the
+/// start of the beat: the core neither halves it nor adds the beat's own duration.
+#[tokio::test(start_paused = true)]
+async fn the_next_beat_comes_one_returned_period_after_the_last() {
+    let driver = Arc::new(Flaky::default());
+    let coord = start(&driver).await;
+    let first = driver.beats.load(Ordering::SeqCst); // the beat of `start`
+    tokio::time::sleep(BEAT_PERIOD * 10 + BEAT_PERIOD / 2).await;
+    assert_eq!(driver.beats.load(Ordering::SeqCst) - first, 10);
+    coord.stop().await.unwrap();
 }
 
 #[tokio::test]

@@ -4,12 +4,24 @@
 
 use std::sync::Arc;
 
-use crate::characteristics::Characteristics;
-use crate::driver::{Driver, Support};
+use crate::driver::Driver;
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::url::{DriverUrl, OptionSpec};
+pub use crate::types::DriverFacts;
+use crate::url::DriverUrl;
 
+// With only some drivers built, some of the toolkit has no user.
+#[cfg_attr(
+    not(all(
+        feature = "zake",
+        feature = "file",
+        feature = "ipc",
+        feature = "redis",
+        feature = "zookeeper"
+    )),
+    allow(dead_code)
+)]
+pub(crate) mod common;
 #[cfg(feature = "file")]
 pub mod file;
 #[cfg(feature = "ipc")]
@@ -32,17 +44,6 @@ pub enum Availability {
     NotCompiledIn,
     /// Known scheme whose driver is not written yet.
     NotImplementedYet,
-}
-
-/// The facts a built driver declares without connecting.
-#[derive(Debug, Clone, Copy)]
-pub struct DriverFacts {
-    /// What it guarantees.
-    pub characteristics: Characteristics,
-    /// Which API parts it supports.
-    pub support: Support,
-    /// The query options it accepts (including the common ones).
-    pub options: &'static [OptionSpec],
 }
 
 type Constructor = fn(&DriverUrl, &Id) -> Result<Arc<dyn Driver>>;

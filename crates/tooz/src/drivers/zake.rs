@@ -8,7 +8,9 @@
 //!
 //! Options: the common ones; `timeout` is the session timeout (default 10 s) after which a
 //! suspended session counts as lost. `watch=poll` turns push off, so that the core's polling
-//! and diffing fallback (what backends without push use) can be exercised.
+//! and diffing fallback (what backends without push use) can be exercised; `lock_wait=retry`
+//! replaces the FIFO queue by the retrying wait of [`acquire_by_retrying`] (what backends
+//! without a lock queue use), so that it is exercised too.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -20,15 +22,22 @@ use tokio::sync::{broadcast, oneshot};
 use tokio::time::Instant;
 use tokio_stream::wrappers::BroadcastStream;
 
-use super::DriverFacts;
+use super::common::errors::{
+    group_already_exist, group_not_created, group_not_empty, member_already_exist,
+    member_not_joined,
+};
+use super::common::options::{count_with_common, with_common};
+use super::common::{OnAbandon, SessionSlot};
 use crate::characteristics::{Characteristic as C, Characteristics};
-use crate::driver::{Driver, GroupChange, GroupFeed, Support, WatchKind};
+use crate::driver::{acquire_by_retrying, Driver};
 use crate::error::{Error, Result};
-use crate::group::{Capabilities, MemberInfo, Value};
 use crate::id::Id;
-use crate::lock::{FencingToken, LockMode, LockRequest, LostReason, LostSignal};
-use crate::session::{ConnectionState, SessionEvents};
-use crate::url::{DriverUrl, OptionKind, OptionSpec, COMMON_OPTIONS};
+use crate::types::{
+    Capabilities, ConnectionState, DriverFacts, FencingToken, GroupChange, GroupFeed, LockMode,
+    LockRequest, LostReason, LostSignal, MemberInfo, SessionEvents, Support, Value, WatchKind,
+    DEFAULT_POLL_INTERVAL,
+};
+use crate::url::{DriverUrl, OptionKind, OptionSpec, Options};
 
 pub(crate) const FACTS: DriverFacts = DriverFacts {
     characteristics: Characteristics::of(&[
@@ -48,22 +57,25 @@ pub(crate) const FACTS: DriverFacts = DriverFacts {
         shared_locks: true,
         break_lock: true,
     },
+    poll_interval: DEFAULT_POLL_INTERVAL,
     options: &ZAKE_OPTIONS,
 };
 
-const ZAKE_OPTIONS: [OptionSpec; COMMON_OPTIONS.len() + 1] = {
-    let mut all = [OptionSpec {
+const OWN_OPTIONS: &[OptionSpec] = &[
+    OptionSpec {
         name: "watch",
         kind: OptionKind::Text,
         help: "`push` (default) or `poll`: poll and diff membership, as backends without push do",
-    }; COMMON_OPTIONS.len() + 1];
-    let mut i = 0;
-    while i < COMMON_OPTIONS.len() {
-        all[i + 1] = COMMON_OPTIONS[i];
-        i += 1;
-    }
-    all
-};
+    },
+    OptionSpec {
+        name: "lock_wait",
+        kind: OptionKind::Text,
+        help: "`queue` (default): FIFO hand-off; `retry`: try, wait for a change, try again (the \
+               wait every driver without a queue of its own uses)",
+    },
+];
+
+const ZAKE_OPTIONS: [OptionSpec; count_with_common(OWN_OPTIONS)] = with_common(OWN_OPTIONS);
 
 const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 const FEED_CAPACITY: usize = 1024;
@@ -76,29 +88,39 @@ pub(crate) fn build(url: &DriverUrl, member: &Id) -> Result<Arc<dyn Driver>> {
             reason: "a zake URL has no path: use zake:// or zake://SERVER-NAME".into(),
         });
     }
-    let push = match options.text("watch") {
-        None | Some("push") => true,
-        Some("poll") => false,
-        Some(other) => {
-            return Err(Error::InvalidOption {
-                option: "watch".into(),
-                value: other.chars().take(64).collect(),
-                expected: "`push` or `poll`".into(),
-            })
-        }
-    };
+    let push = choice(&options, "watch", ["push", "poll"])? == "push";
+    let queue = choice(&options, "lock_wait", ["queue", "retry"])? == "queue";
+    let mut facts = FACTS.with_options(&options);
+    if !push {
+        facts.support.watch = WatchKind::Poll;
+    }
     Ok(Arc::new(ZakeDriver {
         server: Server::named(url.host().unwrap_or("")),
-        push,
+        facts,
+        queue,
         member: member.clone(),
-        session: Mutex::new(None),
+        session: SessionSlot::new("zake"),
         timeout: options
             .duration("timeout")
             .unwrap_or(DEFAULT_SESSION_TIMEOUT),
-        poll_interval: options
-            .duration("poll_interval")
-            .unwrap_or(crate::driver::DEFAULT_POLL_INTERVAL),
     }))
+}
+
+/// The value of a text option that takes one of `allowed` (the first is the default).
+fn choice(options: &Options, name: &str, allowed: [&'static str; 2]) -> Result<&'static str> {
+    match options.text(name) {
+        None => Ok(allowed[0]),
+        Some(value) => {
+            allowed
+                .into_iter()
+                .find(|a| *a == value)
+                .ok_or_else(|| Error::InvalidOption {
+                    option: name.into(),
+                    value: value.chars().take(64).collect(),
+                    expected: format!("`{}` or `{}`", allowed[0], allowed[1]),
+                })
+        }
+    }
 }
 
 /// One in-process coordination server, shared by every coordinator whose URL names it.
@@ -305,64 +327,23 @@ impl State {
 /// The zake driver: one coordinator's session on a [`Server`].
 pub struct ZakeDriver {
     server: Arc<Server>,
-    push: bool,
+    facts: DriverFacts,
+    /// FIFO hand-off (`lock_wait=queue`) rather than the retrying wait.
+    queue: bool,
     member: Id,
-    session: Mutex<Option<u64>>,
+    session: SessionSlot<u64>,
     timeout: Duration,
-    poll_interval: Duration,
-}
-
-fn not_started() -> Error {
-    Error::Connection("zake session is not open".into())
 }
 
 impl ZakeDriver {
     /// Runs `f` on the server state with this driver's live session id.
     fn with_session<T>(&self, f: impl FnOnce(&mut State, u64) -> Result<T>) -> Result<T> {
-        let id = (*self.session.lock().unwrap()).ok_or_else(not_started)?;
+        let id = *self.session.get()?;
         let mut state = self.server.state.lock().unwrap();
         match state.sessions.get(&id) {
             None => Err(Error::Connection("zake session expired".into())),
             Some(s) if s.suspended => Err(Error::Connection("zake session suspended".into())),
             Some(_) => f(&mut state, id),
-        }
-    }
-}
-
-fn group_not_created(group: &Id) -> Error {
-    Error::GroupNotCreated {
-        group: group.clone(),
-    }
-}
-
-fn member_not_joined(group: &Id, member: &Id) -> Error {
-    Error::MemberNotJoined {
-        group: group.clone(),
-        member: member.clone(),
-    }
-}
-
-/// Removes a waiter whose acquire was abandoned, releasing the lock if it was granted meanwhile.
-struct AbandonedWait<'a> {
-    driver: &'a ZakeDriver,
-    name: &'a Id,
-    nonce: &'a str,
-    rx: oneshot::Receiver<FencingToken>,
-    done: bool,
-}
-
-impl Drop for AbandonedWait<'_> {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        let mut state = self.driver.server.state.lock().unwrap();
-        if let Some(rec) = state.locks.get_mut(self.name) {
-            rec.waiters.retain(|w| w.req.nonce != self.nonce);
-            if self.rx.try_recv().is_ok() {
-                rec.remove_holder(self.nonce);
-                rec.grant_waiters();
-            }
         }
     }
 }
@@ -373,24 +354,8 @@ impl Driver for ZakeDriver {
         "zake"
     }
 
-    fn characteristics(&self) -> Characteristics {
-        FACTS.characteristics
-    }
-
-    fn support(&self) -> Support {
-        let watch = if self.push {
-            WatchKind::Push
-        } else {
-            WatchKind::Poll
-        };
-        Support {
-            watch,
-            ..FACTS.support
-        }
-    }
-
-    fn poll_interval(&self) -> Duration {
-        self.poll_interval
+    fn facts(&self) -> &DriverFacts {
+        &self.facts
     }
 
     fn session_timeout(&self) -> Duration {
@@ -409,12 +374,13 @@ impl Driver for ZakeDriver {
                 suspended: false,
             },
         );
-        *self.session.lock().unwrap() = Some(id);
+        self.session.set(Arc::new(id));
         Ok(())
     }
 
     async fn stop(&self) -> Result<()> {
-        if let Some(id) = self.session.lock().unwrap().take() {
+        if let Some(id) = self.session.take() {
+            let id = *id;
             let mut state = self.server.state.lock().unwrap();
             state.end_session(id, LostReason::CoordinatorStopped);
         }
@@ -424,9 +390,7 @@ impl Driver for ZakeDriver {
     async fn create_group(&self, group: &Id) -> Result<()> {
         self.with_session(|state, _| {
             if state.groups.contains_key(group) {
-                return Err(Error::GroupAlreadyExist {
-                    group: group.clone(),
-                });
+                return Err(group_already_exist(group));
             }
             state.groups.insert(group.clone(), BTreeMap::new());
             Ok(())
@@ -440,9 +404,7 @@ impl Driver for ZakeDriver {
                 .get(group)
                 .ok_or_else(|| group_not_created(group))?;
             if !members.is_empty() {
-                return Err(Error::GroupNotEmpty {
-                    group: group.clone(),
-                });
+                return Err(group_not_empty(group));
             }
             state.groups.remove(group);
             Ok(())
@@ -460,10 +422,7 @@ impl Driver for ZakeDriver {
                 .get_mut(group)
                 .ok_or_else(|| group_not_created(group))?;
             if members.contains_key(member) {
-                return Err(Error::MemberAlreadyExist {
-                    group: group.clone(),
-                    member: member.clone(),
-                });
+                return Err(member_already_exist(group, member));
             }
             let rec = MemberRec {
                 caps: caps.clone(),
@@ -551,7 +510,7 @@ impl Driver for ZakeDriver {
     }
 
     async fn subscribe_group(&self, group: &Id) -> Result<Option<(BTreeSet<Id>, GroupFeed)>> {
-        if !self.push {
+        if self.facts.support.watch != WatchKind::Push {
             return Ok(None);
         }
         self.with_session(|state, _| {
@@ -585,6 +544,9 @@ impl Driver for ZakeDriver {
         req: &LockRequest,
         deadline: Option<Instant>,
     ) -> Result<Option<FencingToken>> {
+        if !self.queue {
+            return acquire_by_retrying(self, req, deadline).await;
+        }
         let rx = self.with_session(|state, session| {
             let rec = state.locks.entry(req.name.clone()).or_default();
             if rec.waiters.is_empty() && rec.compatible(req.mode) {
@@ -602,21 +564,25 @@ impl Driver for ZakeDriver {
             Err(token) => return Ok(Some(token)),
             Ok(rx) => rx,
         };
-        let mut wait = AbandonedWait {
-            driver: self,
-            name: &req.name,
-            nonce: &req.nonce,
-            rx,
-            done: false,
-        };
+        // Given up or dropped: leave the queue, and hand on the lock if it came meanwhile.
+        let (server, name, nonce) = (self.server.clone(), req.name.clone(), req.nonce.clone());
+        let abandoned = OnAbandon::run(move || {
+            let mut state = server.state.lock().unwrap();
+            if let Some(rec) = state.locks.get_mut(&name) {
+                rec.waiters.retain(|w| w.req.nonce != nonce);
+                if rec.remove_holder(&nonce).is_some() {
+                    rec.grant_waiters();
+                }
+            }
+        });
         let outcome = match deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline, &mut wait.rx).await {
+            Some(deadline) => match tokio::time::timeout_at(deadline, rx).await {
                 Ok(granted) => granted,
                 Err(_) => return Ok(None),
             },
-            None => (&mut wait.rx).await,
+            None => rx.await,
         };
-        wait.done = true;
+        abandoned.disarm();
         outcome
             .map(Some)
             .map_err(|_| Error::Connection("zake session ended while waiting for the lock".into()))

@@ -10,10 +10,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::time::Instant;
-use tooz::driver::{ChangeWait, Driver, GroupFeed, Support};
+use tooz::driver::{ChangeWait, Driver, DriverFacts, GroupFeed};
 use tooz::{
-    Capabilities, Characteristics, FencingToken, Id, LockRequest, LostSignal, MemberInfo, Result,
-    SessionEvents,
+    Capabilities, FencingToken, Id, LockRequest, LostSignal, MemberInfo, Result, SessionEvents,
 };
 
 /// The seeded bugs (the letters of the safety issue).
@@ -114,15 +113,10 @@ impl Driver for WrappedDriver {
     fn scheme(&self) -> &'static str {
         self.inner.scheme()
     }
-    fn characteristics(&self) -> Characteristics {
-        self.inner.characteristics()
+    fn facts(&self) -> &DriverFacts {
+        self.inner.facts()
     }
-    fn support(&self) -> Support {
-        self.inner.support()
-    }
-    fn poll_interval(&self) -> Duration {
-        self.inner.poll_interval()
-    }
+
     fn session_timeout(&self) -> Duration {
         self.inner.session_timeout()
     }

@@ -25,7 +25,7 @@ use super::oslock::{self, Kind};
 use super::{io_error, sha1_hex};
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::lock::FencingToken;
+use crate::types::FencingToken;
 
 const COUNTER_WIDTH: usize = 20;
 /// Most released lock files kept open for reuse.

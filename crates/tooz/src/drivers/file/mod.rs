@@ -34,25 +34,30 @@ mod oslock;
 mod records;
 mod watch;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use sha1::Digest;
 use tokio::time::Instant;
 
-use super::DriverFacts;
+use super::common::errors::{
+    group_already_exist, group_not_created, group_not_empty, is_not_found as not_found,
+    member_already_exist, member_not_joined,
+};
+use super::common::{HeldLocks, JoinedGroups};
 use crate::characteristics::{Characteristic as C, Characteristics};
-use crate::driver::{Driver, GroupFeed, Support, WatchKind, DEFAULT_POLL_INTERVAL};
+use crate::driver::Driver;
 use crate::error::{Error, Result};
-use crate::group::{Capabilities, MemberInfo, Value};
 use crate::id::Id;
-use crate::lock::{FencingToken, LockMode, LockRequest};
-use crate::session::SessionEvents;
+use crate::types::{
+    Capabilities, DriverFacts, FencingToken, GroupFeed, LockMode, LockRequest, MemberInfo,
+    SessionEvents, Support, Value, WatchKind, DEFAULT_POLL_INTERVAL,
+};
 use crate::url::{DriverUrl, COMMON_OPTIONS};
 use oslock::Kind;
 
@@ -71,10 +76,15 @@ pub(crate) const FACTS: DriverFacts = DriverFacts {
         shared_locks: true,
         break_lock: false,
     },
+    poll_interval: DEFAULT_POLL_INTERVAL,
     options: COMMON_OPTIONS,
 };
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// First and longest pause between two tries of a busy `.driver_lock` (held by another
+/// process for the length of one group operation).
+const DRIVER_LOCK_FIRST_NAP: Duration = Duration::from_micros(200);
+const DRIVER_LOCK_LONGEST_NAP: Duration = Duration::from_millis(20);
 const FENCING_DIR: &str = ".tooz-fencing";
 const LEADERS_DIR: &str = ".tooz-leaders";
 /// Longest file name most file systems accept.
@@ -102,12 +112,10 @@ pub(crate) fn build(url: &DriverUrl, member: &Id) -> Result<Arc<dyn Driver>> {
     Ok(Arc::new(FileDriver {
         member: member.clone(),
         timeout,
-        poll_interval: options
-            .duration("poll_interval")
-            .unwrap_or(DEFAULT_POLL_INTERVAL),
-        driver_lock: Mutex::new(None),
-        joined: Mutex::new(BTreeSet::new()),
-        held: Mutex::new(HashMap::new()),
+        facts: FACTS.with_options(&options),
+        driver_lock: tokio::sync::Mutex::new(None),
+        joined: JoinedGroups::default(),
+        held: HeldLocks::default(),
         lock_files: locks::LockFiles::new(root.join(FENCING_DIR)),
         root,
     }))
@@ -125,19 +133,16 @@ fn io_error(what: &str, path: &Path, error: io::Error) -> Error {
     }
 }
 
-fn not_found(error: &io::Error) -> bool {
-    error.kind() == io::ErrorKind::NotFound
-}
-
 /// The file driver. See the module docs.
 pub struct FileDriver {
     root: PathBuf,
     member: Id,
     timeout: Duration,
-    poll_interval: Duration,
-    driver_lock: Mutex<Option<File>>,
-    joined: Mutex<BTreeSet<Id>>,
-    held: Mutex<HashMap<String, (PathBuf, File)>>,
+    facts: DriverFacts,
+    /// `.driver_lock`, opened by `start`; the mutex gives this driver's callers their turn.
+    driver_lock: tokio::sync::Mutex<Option<File>>,
+    joined: JoinedGroups,
+    held: HeldLocks<(PathBuf, File)>,
     lock_files: locks::LockFiles,
 }
 
@@ -173,13 +178,30 @@ impl FileDriver {
     }
 
     /// Runs `f` holding the directory's driver lock (shared with Python tooz processes).
-    fn locked<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        let guard = self.driver_lock.lock().unwrap();
+    ///
+    /// The lock is waited for by retrying, never in the kernel: a peer that holds it and is
+    /// stopped (SIGSTOP, a debugger) blocks no runtime thread, and the wait ends with
+    /// [`Error::OperationTimedOut`] after the driver's timeout. `f` runs with no await, so a
+    /// dropped call never leaves the lock held.
+    async fn locked<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let guard = self.driver_lock.lock().await;
         let file = guard
             .as_ref()
             .ok_or_else(|| Error::Connection("the file driver is not started".into()))?;
         let path = self.root.join(".driver_lock");
-        oslock::lock_wait(file, Kind::Exclusive).map_err(|e| io_error("locking", &path, e))?;
+        let deadline = Instant::now() + self.timeout;
+        let mut nap = DRIVER_LOCK_FIRST_NAP;
+        while !oslock::try_lock(file, Kind::Exclusive).map_err(|e| io_error("locking", &path, e))? {
+            if Instant::now() + nap > deadline {
+                return Err(Error::OperationTimedOut(format!(
+                    "{} stayed locked by another process for {:?}",
+                    path.display(),
+                    self.timeout
+                )));
+            }
+            tokio::time::sleep(nap).await;
+            nap = (nap * 2).min(DRIVER_LOCK_LONGEST_NAP);
+        }
         let result = f();
         oslock::unlock(file).map_err(|e| io_error("unlocking", &path, e))?;
         result
@@ -211,9 +233,7 @@ impl FileDriver {
     fn require_group(&self, group: &Id) -> Result<()> {
         match fs::metadata(self.group_dir(group).join(".metadata")) {
             Ok(_) => Ok(()),
-            Err(e) if not_found(&e) => Err(Error::GroupNotCreated {
-                group: group.clone(),
-            }),
+            Err(e) if not_found(&e) => Err(group_not_created(group)),
             Err(e) => Err(io_error("reading", &self.group_dir(group), e)),
         }
     }
@@ -223,11 +243,7 @@ impl FileDriver {
         let dir = self.group_dir(group);
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
-            Err(e) if not_found(&e) => {
-                return Err(Error::GroupNotCreated {
-                    group: group.clone(),
-                })
-            }
+            Err(e) if not_found(&e) => return Err(group_not_created(group)),
             Err(e) => return Err(io_error("listing", &dir, e)),
         };
         self.require_group(group)?;
@@ -251,8 +267,8 @@ impl FileDriver {
         Ok(members)
     }
 
-    fn live_members(&self, group: &Id) -> Result<Vec<Member>> {
-        let members = self.locked(|| self.read_members(group))?;
+    async fn live_members(&self, group: &Id) -> Result<Vec<Member>> {
+        let members = self.locked(|| self.read_members(group)).await?;
         Ok(members
             .into_iter()
             .filter(|m| self.fresh(m.modified))
@@ -261,14 +277,10 @@ impl FileDriver {
 
     /// One live member's record.
     fn read_member(&self, group: &Id, member: &Id) -> Result<(records::MemberRecord, SystemTime)> {
-        let not_joined = || Error::MemberNotJoined {
-            group: group.clone(),
-            member: member.clone(),
-        };
         self.require_group(group)?;
         match read_member_file(&self.member_path(group, member))? {
             Some((record, modified)) if self.fresh(modified) => Ok((record, modified)),
-            _ => Err(not_joined()),
+            _ => Err(member_not_joined(group, member)),
         }
     }
 
@@ -318,10 +330,7 @@ impl FileDriver {
                 return Err(error);
             }
         };
-        self.held
-            .lock()
-            .unwrap()
-            .insert(req.nonce.clone(), (path, file));
+        self.held.insert(req, (path, file));
         Ok(token)
     }
 }
@@ -354,16 +363,8 @@ impl Driver for FileDriver {
         "file"
     }
 
-    fn characteristics(&self) -> Characteristics {
-        FACTS.characteristics
-    }
-
-    fn support(&self) -> Support {
-        FACTS.support
-    }
-
-    fn poll_interval(&self) -> Duration {
-        self.poll_interval
+    fn facts(&self) -> &DriverFacts {
+        &self.facts
     }
 
     fn session_timeout(&self) -> Duration {
@@ -393,21 +394,20 @@ impl Driver for FileDriver {
             })?;
         }
         let file = locks::open(&self.root.join(".driver_lock"))?;
-        *self.driver_lock.lock().unwrap() = Some(file);
+        *self.driver_lock.lock().await = Some(file);
         Ok(())
     }
 
     async fn stop(&self) -> Result<()> {
-        self.held.lock().unwrap().clear(); // closing the files frees their locks
+        self.held.clear(); // closing the files frees their locks
         self.lock_files.clear();
-        self.joined.lock().unwrap().clear();
-        *self.driver_lock.lock().unwrap() = None;
+        self.joined.clear();
+        *self.driver_lock.lock().await = None;
         Ok(())
     }
 
     async fn heartbeat(&self) -> Result<Option<Duration>> {
-        let joined: Vec<Id> = self.joined.lock().unwrap().iter().cloned().collect();
-        for group in joined {
+        for group in self.joined.names() {
             let path = self.member_path(&group, &self.member);
             let touched = OpenOptions::new()
                 .write(true)
@@ -419,7 +419,8 @@ impl Driver for FileDriver {
                 Err(e) => return Err(io_error("touching", &path, e)),
             }
         }
-        Ok(Some(self.timeout))
+        // Two beats per timeout: a member file stays fresh through one missed beat.
+        Ok(Some(self.timeout / 2))
     }
 
     async fn create_group(&self, group: &Id) -> Result<()> {
@@ -428,9 +429,7 @@ impl Driver for FileDriver {
         let metadata = dir.join(".metadata");
         match self.write_atomic(&metadata, &records::group_metadata(group), false) {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(Error::GroupAlreadyExist {
-                group: group.clone(),
-            }),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(group_already_exist(group)),
             Err(e) => Err(io_error("writing", &metadata, e)),
         }
     }
@@ -439,13 +438,12 @@ impl Driver for FileDriver {
         self.locked(|| {
             let members = self.read_members(group)?;
             if members.iter().any(|m| self.fresh(m.modified)) {
-                return Err(Error::GroupNotEmpty {
-                    group: group.clone(),
-                });
+                return Err(group_not_empty(group));
             }
             let dir = self.group_dir(group);
             fs::remove_dir_all(&dir).map_err(|e| io_error("removing", &dir, e))
         })
+        .await
     }
 
     async fn get_groups(&self) -> Result<BTreeSet<Id>> {
@@ -475,17 +473,15 @@ impl Driver for FileDriver {
             self.require_group(group)?;
             let existing = read_member_file(&path).ok().flatten();
             if existing.is_some_and(|(_, modified)| self.fresh(modified)) {
-                return Err(Error::MemberAlreadyExist {
-                    group: group.clone(),
-                    member: member.clone(),
-                });
+                return Err(member_already_exist(group, member));
             }
             let record = records::member_record(member, caps, SystemTime::now());
             self.write_atomic(&path, &record, true)
                 .map_err(|e| io_error("writing", &path, e))
-        })?;
+        })
+        .await?;
         if member == &self.member {
-            self.joined.lock().unwrap().insert(group.clone());
+            self.joined.insert(group, caps);
         }
         Ok(())
     }
@@ -496,19 +492,17 @@ impl Driver for FileDriver {
             self.require_group(group)?;
             match fs::remove_file(&path) {
                 Ok(()) => Ok(()),
-                Err(e) if not_found(&e) => Err(Error::MemberNotJoined {
-                    group: group.clone(),
-                    member: member.clone(),
-                }),
+                Err(e) if not_found(&e) => Err(member_not_joined(group, member)),
                 Err(e) => Err(io_error("removing", &path, e)),
             }
-        })?;
-        self.joined.lock().unwrap().remove(group);
+        })
+        .await?;
+        self.joined.remove(group);
         Ok(())
     }
 
     async fn get_members(&self, group: &Id) -> Result<BTreeSet<Id>> {
-        let members = self.live_members(group)?;
+        let members = self.live_members(group).await?;
         Ok(members.into_iter().map(|m| m.record.member).collect())
     }
 
@@ -516,7 +510,7 @@ impl Driver for FileDriver {
         &self,
         group: &Id,
     ) -> Result<BTreeMap<Id, Capabilities>> {
-        let members = self.live_members(group)?;
+        let members = self.live_members(group).await?;
         Ok(members
             .into_iter()
             .map(|m| (m.record.member, m.record.capabilities))
@@ -524,7 +518,7 @@ impl Driver for FileDriver {
     }
 
     async fn get_member_info(&self, group: &Id, member: &Id) -> Result<MemberInfo> {
-        let (record, modified) = self.locked(|| self.read_member(group, member))?;
+        let (record, modified) = self.locked(|| self.read_member(group, member)).await?;
         let beat = modified
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
@@ -549,23 +543,22 @@ impl Driver for FileDriver {
             self.write_atomic(&path, &bytes, true)
                 .map_err(|e| io_error("writing", &path, e))
         })
+        .await
     }
 
     async fn subscribe_group(&self, group: &Id) -> Result<Option<(BTreeSet<Id>, GroupFeed)>> {
         let dir = self.group_dir(group);
         let watcher = watch::Watcher::new(&dir).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => Error::GroupNotCreated {
-                group: group.clone(),
-            },
+            io::ErrorKind::NotFound => group_not_created(group),
             _ => io_error("watching", &dir, e),
         })?;
-        let members = self.live_members(group)?;
+        let members = self.live_members(group).await?;
         let snapshot = members.iter().map(|m| m.record.member.clone()).collect();
         let known = members
             .into_iter()
             .map(|m| (m.file_name, m.record.member))
             .collect();
-        let resync_every = self.poll_interval.min(self.timeout / 2);
+        let resync_every = self.facts.poll_interval.min(self.timeout / 2);
         let feed = watcher
             .feed(known, resync_every)
             .map_err(|e| io_error("watching", &dir, e))?;
@@ -617,7 +610,7 @@ impl Driver for FileDriver {
     }
 
     async fn lock_release(&self, req: &LockRequest) -> Result<bool> {
-        let Some((path, file)) = self.held.lock().unwrap().remove(&req.nonce) else {
+        let Some((path, file)) = self.held.remove(&req.nonce).map(|h| h.record) else {
             return Ok(false);
         };
         oslock::unlock(&file).map_err(|e| io_error("unlocking", &path, e))?;

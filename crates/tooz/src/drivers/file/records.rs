@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rmpv::Value;
 
 use crate::error::{Error, Result};
-use crate::group::Capabilities;
 use crate::id::Id;
+use crate::types::Capabilities;
 
 const DATETIME_EXT: i8 = 1;
 

@@ -14,8 +14,8 @@ use futures::StreamExt;
 use inotify::{EventMask, Inotify, WatchMask};
 use tokio::sync::mpsc;
 
-use crate::driver::{GroupChange, GroupFeed};
 use crate::id::Id;
+use crate::types::{GroupChange, GroupFeed};
 
 fn mask() -> WatchMask {
     WatchMask::MOVED_TO

@@ -35,9 +35,13 @@ use sha1::{Digest, Sha1};
 
 use super::semlock::{self, Attempt, Wait};
 use super::{keys, sysv};
+use crate::drivers::common::errors::{
+    group_already_exist, group_not_created, group_not_empty, io_backend, member_already_exist,
+    member_not_joined,
+};
 use crate::error::{Error, Result};
-use crate::group::{Capabilities, MemberInfo, Value};
 use crate::id::Id;
+use crate::types::{Capabilities, MemberInfo, Value};
 
 /// Size of the group-list segment this driver creates.
 pub(super) const LIST_SIZE: usize = 64 * 1024;
@@ -147,10 +151,7 @@ fn sha1_hex(bytes: &[u8]) -> String {
 }
 
 fn io_error(what: &str, e: io::Error) -> Error {
-    Error::Backend {
-        driver: "ipc",
-        message: format!("{what}: {e}"),
-    }
+    io_backend("ipc", what, e)
 }
 
 fn ids_of(list: &[Value]) -> impl Iterator<Item = &[u8]> {
@@ -378,9 +379,7 @@ impl Tx<'_> {
         if contains(&self.list()?, group) {
             Ok(())
         } else {
-            Err(Error::GroupNotCreated {
-                group: group.clone(),
-            })
+            Err(group_not_created(group))
         }
     }
 
@@ -458,9 +457,7 @@ impl Tx<'_> {
     pub(super) fn create_group(&mut self, group: &Id) -> Result<()> {
         let mut list = self.list()?;
         if contains(&list, group) {
-            return Err(Error::GroupAlreadyExist {
-                group: group.clone(),
-            });
+            return Err(group_already_exist(group));
         }
         // Members left behind by a deletion this driver did not see (Python's).
         match fs::remove_dir_all(self.group_dir(group)) {
@@ -476,14 +473,10 @@ impl Tx<'_> {
     pub(super) fn delete_group(&mut self, group: &Id) -> Result<()> {
         let list = self.list()?;
         if !contains(&list, group) {
-            return Err(Error::GroupNotCreated {
-                group: group.clone(),
-            });
+            return Err(group_not_created(group));
         }
         if !self.records(group)?.is_empty() {
-            return Err(Error::GroupNotEmpty {
-                group: group.clone(),
-            });
+            return Err(group_not_empty(group));
         }
         let list = list
             .into_iter()
@@ -506,10 +499,7 @@ impl Tx<'_> {
     pub(super) fn join(&mut self, group: &Id, member: &Id, caps: &Capabilities) -> Result<()> {
         self.require(group)?;
         if self.record(group, member)?.is_some() {
-            return Err(Error::MemberAlreadyExist {
-                group: group.clone(),
-                member: member.clone(),
-            });
+            return Err(member_already_exist(group, member));
         }
         let me = self.groups.session_for_join()?;
         self.me = Some(me);
@@ -528,22 +518,15 @@ impl Tx<'_> {
         )
     }
 
-    fn not_joined(group: &Id, member: &Id) -> Error {
-        Error::MemberNotJoined {
-            group: group.clone(),
-            member: member.clone(),
-        }
-    }
-
     /// Removes `member` from `group`.
     pub(super) fn leave(&mut self, group: &Id, member: &Id) -> Result<()> {
         self.require(group)?;
         if self.record(group, member)?.is_none() {
-            return Err(Self::not_joined(group, member));
+            return Err(member_not_joined(group, member));
         }
         match fs::remove_file(self.member_path(group, member)) {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Self::not_joined(group, member)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(member_not_joined(group, member)),
             Err(e) => Err(io_error("member record", e)),
         }
     }
@@ -563,7 +546,7 @@ impl Tx<'_> {
         self.require(group)?;
         let record = self
             .record(group, member)?
-            .ok_or_else(|| Self::not_joined(group, member))?;
+            .ok_or_else(|| member_not_joined(group, member))?;
         Ok(MemberInfo {
             capabilities: record.caps,
             joined_at: Some(UNIX_EPOCH + Duration::from_nanos(record.joined_at_ns)),
@@ -582,7 +565,7 @@ impl Tx<'_> {
         self.require(group)?;
         let mut record = self
             .record(group, member)?
-            .ok_or_else(|| Self::not_joined(group, member))?;
+            .ok_or_else(|| member_not_joined(group, member))?;
         record.caps = caps.clone();
         self.write_record(group, &record)
     }

@@ -84,7 +84,7 @@ mod semlock;
 mod state;
 mod sysv;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
@@ -97,14 +97,15 @@ use async_trait::async_trait;
 use sha1::{Digest, Sha1};
 use tokio::time::Instant;
 
-use super::DriverFacts;
+use super::common::{HeldLocks, OnAbandon, SessionSlot};
 use crate::characteristics::{Characteristic as C, Characteristics};
-use crate::driver::{Driver, Support, WatchKind, DEFAULT_POLL_INTERVAL};
+use crate::driver::Driver;
 use crate::error::{Error, Result};
-use crate::group::{Capabilities, MemberInfo};
 use crate::id::Id;
-use crate::lock::{FencingToken, LockRequest, LostReason, LostSignal};
-use crate::session::SessionEvents;
+use crate::types::{
+    Capabilities, DriverFacts, FencingToken, LockRequest, LostReason, MemberInfo, SessionEvents,
+    Support, WatchKind, DEFAULT_POLL_INTERVAL,
+};
 use crate::url::{DriverUrl, OptionKind, OptionSpec};
 use groups::{Groups, Tx};
 use semlock::{Attempt, Wait};
@@ -126,6 +127,7 @@ pub(crate) const FACTS: DriverFacts = DriverFacts {
         shared_locks: false,
         break_lock: true,
     },
+    poll_interval: DEFAULT_POLL_INTERVAL,
     options: IPC_OPTIONS,
 };
 
@@ -139,6 +141,11 @@ const IPC_OPTIONS: &[OptionSpec] = &[
         name: "poll_interval",
         kind: OptionKind::Duration,
         help: "interval at which watchers re-read membership",
+    },
+    OptionSpec {
+        name: "operation_timeout",
+        kind: OptionKind::Duration,
+        help: "longest one call may take before it fails with a timeout (default: `timeout`)",
     },
 ];
 
@@ -154,10 +161,8 @@ pub(crate) fn build(url: &DriverUrl, _member: &Id) -> Result<Arc<dyn Driver>> {
     }
     Ok(Arc::new(IpcDriver {
         timeout: options.duration("timeout").unwrap_or(DEFAULT_TIMEOUT),
-        poll_interval: options
-            .duration("poll_interval")
-            .unwrap_or(DEFAULT_POLL_INTERVAL),
-        session: Mutex::new(None),
+        facts: FACTS.with_options(&options),
+        session: SessionSlot::new("ipc"),
     }))
 }
 
@@ -188,12 +193,11 @@ struct Held {
     key: libc::key_t,
     semid: libc::c_int,
     slot: Option<usize>,
-    lost: LostSignal,
 }
 
 /// Every lock held by this process, by acquisition nonce: a `break_lock` from any
 /// coordinator of the process finds the holders it must tell.
-static HELD: LazyLock<Mutex<HashMap<String, Held>>> = LazyLock::new(Default::default);
+static HELD: LazyLock<HeldLocks<Held>> = LazyLock::new(HeldLocks::default);
 
 static PROCESS: Mutex<Option<Arc<Process>>> = Mutex::new(None);
 
@@ -331,41 +335,31 @@ impl Process {
         // next holder's: check the semaphore is still there if any break may have happened.
         // Registration and this check are atomic with respect to `break_lock` in this
         // process, which removes the semaphore first and then looks for holders to tell.
-        let mut held = HELD.lock().unwrap();
-        let check = if self.state.breaks_since(epoch) {
-            semlock::exists(semid)
-        } else {
-            Ok(true)
-        };
-        match check {
-            Ok(true) => {}
+        let record = Held { key, semid, slot };
+        let registered = HELD.insert_if(req, record, || {
+            if self.state.breaks_since(epoch) {
+                semlock::exists(semid)
+            } else {
+                Ok(true)
+            }
+        });
+        match registered {
+            Ok(true) => Ok(Some(FencingToken(token))),
             Ok(false) => {
-                drop(held);
                 forget();
-                return Ok(None);
+                Ok(None)
             }
             Err(e) => {
-                drop(held);
                 forget();
                 let _ = semlock::release(semid);
-                return Err(backend("lock semaphore", e));
+                Err(backend("lock semaphore", e))
             }
         }
-        held.insert(
-            req.nonce.clone(),
-            Held {
-                key,
-                semid,
-                slot,
-                lost: req.lost.clone(),
-            },
-        );
-        Ok(Some(FencingToken(token)))
     }
 
     /// Releases the acquisition `nonce`; `false` if it is not held (any more).
     fn release(&self, nonce: &str) -> Result<bool> {
-        let Some(held) = HELD.lock().unwrap().remove(nonce) else {
+        let Some(held) = HELD.remove(nonce).map(|h| h.record) else {
             return Ok(false);
         };
         if let Some(slot) = held.slot {
@@ -399,25 +393,6 @@ impl Pending {
 
     fn is_abandoned(&self) -> bool {
         self.0.load(Ordering::Acquire) == ABANDONED
-    }
-}
-
-/// Gives up a wait whose future is dropped: the thread stops waiting, or, if it was granted
-/// the lock meanwhile, the lock is released here.
-struct AbandonOnDrop {
-    pending: Arc<Pending>,
-    process: Arc<Process>,
-    nonce: String,
-    armed: bool,
-}
-
-impl Drop for AbandonOnDrop {
-    fn drop(&mut self) {
-        if self.armed && !self.pending.abandon() {
-            if let Err(error) = self.process.release(&self.nonce) {
-                tracing::warn!(%error, "releasing an abandoned ipc lock failed");
-            }
-        }
     }
 }
 
@@ -457,17 +432,13 @@ impl Session {
 /// The `ipc` driver: one coordinator's view of the host's System V IPC objects.
 pub struct IpcDriver {
     timeout: Duration,
-    poll_interval: Duration,
-    session: Mutex<Option<Arc<Session>>>,
+    facts: DriverFacts,
+    session: SessionSlot<Session>,
 }
 
 impl IpcDriver {
     fn session(&self) -> Result<Arc<Session>> {
-        self.session
-            .lock()
-            .unwrap()
-            .clone()
-            .ok_or_else(|| Error::Connection("ipc coordinator is not started".into()))
+        self.session.get()
     }
 
     /// Runs `f` on a blocking thread under tooz's internal lock.
@@ -493,7 +464,7 @@ impl IpcDriver {
 
 impl Drop for IpcDriver {
     fn drop(&mut self) {
-        if let Some(session) = self.session.get_mut().unwrap().take() {
+        if let Some(session) = self.session.take() {
             session.end();
         }
     }
@@ -505,16 +476,8 @@ impl Driver for IpcDriver {
         "ipc"
     }
 
-    fn characteristics(&self) -> Characteristics {
-        FACTS.characteristics
-    }
-
-    fn support(&self) -> Support {
-        FACTS.support
-    }
-
-    fn poll_interval(&self) -> Duration {
-        self.poll_interval
+    fn facts(&self) -> &DriverFacts {
+        &self.facts
     }
 
     fn session_timeout(&self) -> Duration {
@@ -525,7 +488,7 @@ impl Driver for IpcDriver {
         if kind != "group" {
             return Ok(());
         }
-        let size = match self.session.lock().unwrap().as_ref() {
+        let size = match self.session.get().ok() {
             Some(session) => session.groups.list_size(),
             None => groups::LIST_SIZE,
         };
@@ -555,14 +518,14 @@ impl Driver for IpcDriver {
             groups: Arc::new(groups),
             waits: Mutex::new(Vec::new()),
         };
-        if let Some(old) = self.session.lock().unwrap().replace(Arc::new(session)) {
+        if let Some(old) = self.session.set(Arc::new(session)) {
             old.end();
         }
         Ok(())
     }
 
     async fn stop(&self) -> Result<()> {
-        let session = self.session.lock().unwrap().take();
+        let session = self.session.take();
         if let Some(session) = session {
             session.end();
         }
@@ -639,12 +602,17 @@ impl Driver for IpcDriver {
         };
         let pending = Arc::new(Pending::default());
         session.track(&pending);
-        let mut abandon = AbandonOnDrop {
-            pending: pending.clone(),
-            process: session.process.clone(),
-            nonce: req.nonce.clone(),
-            armed: true,
-        };
+        // Dropped: the thread stops waiting, or, if it was granted the lock meanwhile, the lock
+        // is released here.
+        let (abandoned, process, nonce) =
+            (pending.clone(), session.process.clone(), req.nonce.clone());
+        let abandon = OnAbandon::run(move || {
+            if !abandoned.abandon() {
+                if let Err(error) = process.release(&nonce) {
+                    tracing::warn!(%error, "releasing an abandoned ipc lock failed");
+                }
+            }
+        });
         let (process, req, waiting) = (session.process.clone(), req.clone(), pending.clone());
         let granted = tokio::task::spawn_blocking(move || {
             let got = process.acquire(&req, wait, &|| waiting.is_abandoned())?;
@@ -660,7 +628,7 @@ impl Driver for IpcDriver {
             driver: "ipc",
             message: format!("lock wait failed: {e}"),
         })?;
-        abandon.armed = false;
+        abandon.disarm();
         match granted {
             Ok(None) if pending.is_abandoned() => Err(Error::Connection(
                 "the coordinator was stopped while waiting for the lock".into(),
@@ -675,7 +643,7 @@ impl Driver for IpcDriver {
     }
 
     async fn lock_refresh(&self, req: &LockRequest) -> Result<bool> {
-        let Some(semid) = HELD.lock().unwrap().get(&req.nonce).map(|h| h.semid) else {
+        let Some(semid) = HELD.read(&req.nonce, |h| h.semid) else {
             return Ok(false);
         };
         semlock::exists(semid).map_err(|e| backend("lock semaphore", e))
@@ -691,19 +659,8 @@ impl Driver for IpcDriver {
         else {
             return Ok(false);
         };
-        let broken: Vec<Held> = {
-            let mut all = HELD.lock().unwrap();
-            let nonces: Vec<String> = all
-                .iter()
-                .filter(|(_, h)| h.key == key && h.semid == semid)
-                .map(|(n, _)| n.clone())
-                .collect();
-            nonces.iter().filter_map(|n| all.remove(n)).collect()
-        };
+        HELD.lose_where(|h| h.key == key && h.semid == semid, LostReason::Broken);
         state.forget(key, semid);
-        for holder in broken {
-            holder.lost.fire(LostReason::Broken);
-        }
         Ok(held)
     }
 

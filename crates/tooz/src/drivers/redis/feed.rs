@@ -24,9 +24,10 @@ use tokio::task::JoinHandle;
 use super::keys::{ChannelKind, Keys};
 use super::link::Link;
 use super::options::Config;
-use crate::driver::GroupChange;
+use crate::drivers::common::HeldLocks;
 use crate::id::Id;
-use crate::lock::{LostReason, LostSignal};
+use crate::types::GroupChange;
+use crate::types::{LockRequest, LostReason};
 
 const GROUP_CAPACITY: usize = 1024;
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -53,7 +54,7 @@ struct Shared {
     session: Vec<u8>,
     chans: Mutex<HashMap<Vec<u8>, Chan>>,
     next_id: Mutex<u64>,
-    held: Mutex<HashMap<String, LostSignal>>,
+    held: HeldLocks<()>,
     commands: mpsc::UnboundedSender<Command>,
     confirm_timeout: Duration,
 }
@@ -127,7 +128,7 @@ impl Feed {
             keys,
             chans: Mutex::new(HashMap::new()),
             next_id: Mutex::new(0),
-            held: Mutex::new(HashMap::new()),
+            held: HeldLocks::default(),
             commands: tx,
             confirm_timeout: cfg.response_timeout,
         });
@@ -217,17 +218,13 @@ impl Feed {
     }
 
     /// Remembers a held acquisition, so that a push about its token fires its `lost()`.
-    pub fn hold(&self, token: &str, lost: LostSignal) {
-        self.shared
-            .held
-            .lock()
-            .unwrap()
-            .insert(token.to_string(), lost);
+    pub fn hold(&self, req: &LockRequest) {
+        self.shared.held.insert(req, ());
     }
 
     /// Forgets a held acquisition.
     pub fn forget(&self, token: &str) {
-        self.shared.held.lock().unwrap().remove(token);
+        self.shared.held.remove(token);
     }
 }
 
@@ -246,9 +243,7 @@ impl Shared {
                     _ => return,
                 };
                 let token = String::from_utf8_lossy(token);
-                if let Some(lost) = self.held.lock().unwrap().remove(token.as_ref()) {
-                    lost.fire(reason);
-                }
+                self.held.lose(token.as_ref(), reason);
             }
             Some((ChannelKind::Lock, _)) | Some((ChannelKind::Group, _)) => {
                 let chans = self.chans.lock().unwrap();

@@ -27,19 +27,11 @@
 //! taken over after it expired).
 
 use crate::id::Id;
-use crate::lock::FencingToken;
 
 /// The field marking that a group exists (tooz's `GROUP_EXISTS`).
 pub(super) const GROUP_EXISTS: &[u8] = b"__created__";
 /// What a beat key holds (tooz's `STILL_ALIVE`).
 pub(super) const STILL_ALIVE: &[u8] = b"Not dead!";
-
-/// Bits of a fencing token that count acquisitions within one epoch.
-pub(super) const COUNTER_BITS: u32 = 22;
-/// Largest counter value before the epoch is bumped.
-pub(super) const COUNTER_LIMIT: u64 = (1 << COUNTER_BITS) - 1;
-/// Epochs count milliseconds from 2020-01-01T00:00:00Z.
-pub(super) const EPOCH_BASE_MS: u64 = 1_577_836_800_000;
 
 /// The keys and channels of one namespace.
 #[derive(Debug, Clone)]
@@ -171,16 +163,11 @@ pub(super) enum ChannelKind {
     Session,
 }
 
-/// A fencing token from an epoch and a counter.
-pub(super) fn token(epoch: u64, counter: u64) -> FencingToken {
-    FencingToken((epoch << COUNTER_BITS) | (counter & COUNTER_LIMIT))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::group::Capabilities;
-    use crate::group::Value;
+    use crate::types::Capabilities;
+    use crate::types::Value;
 
     #[test]
     fn python_tooz_key_names() {
@@ -257,12 +244,5 @@ mod tests {
         );
         assert!(Capabilities::from_msgpack(&[0xc0, 0xc0]).is_err());
         assert!(Capabilities::from_msgpack(&[0x81]).is_err());
-    }
-
-    #[test]
-    fn tokens_order_by_epoch_then_counter() {
-        assert!(token(1, COUNTER_LIMIT) < token(2, 1));
-        assert!(token(5, 1) < token(5, 2));
-        assert_eq!(token(0, 7), FencingToken(7));
     }
 }

@@ -20,7 +20,7 @@ use redis::{
 use super::options::{Config, Target};
 use super::scripts::{Lua, Scripts};
 use crate::error::{Error, Result};
-use crate::session::{ConnectionState, SessionEvents};
+use crate::types::{ConnectionState, SessionEvents};
 
 /// Oldest server the scripts run on (`redis.replicate_commands`, `SET .. PX`, `PSETEX`).
 const MIN_VERSION: (u32, u32) = (3, 2);

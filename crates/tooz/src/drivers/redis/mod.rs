@@ -123,7 +123,7 @@ mod options;
 mod scripts;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -131,17 +131,23 @@ use futures::StreamExt;
 use redis::{RedisError, Value};
 use tokio::time::Instant;
 
-use super::DriverFacts;
+use super::common::errors::{
+    group_already_exist, group_not_created, group_not_empty, member_already_exist,
+    member_not_joined,
+};
+use super::common::fencing::{self, COUNTER_LIMIT, EPOCH_BASE_MS};
+use super::common::{OnAbandon, SessionSlot};
 use crate::characteristics::{Characteristic as C, Characteristics};
-use crate::driver::{Driver, GroupChange, GroupFeed, Support, WatchKind};
+use crate::driver::Driver;
 use crate::error::{Error, Result};
-use crate::group::{Capabilities, MemberInfo};
 use crate::id::Id;
-use crate::lock::{FencingToken, LockMode, LockRequest};
-use crate::session::SessionEvents;
+use crate::types::{
+    Capabilities, DriverFacts, FencingToken, GroupChange, GroupFeed, LockMode, LockRequest,
+    MemberInfo, SessionEvents, Support, WatchKind,
+};
 use crate::url::DriverUrl;
 use feed::Feed;
-use keys::{Keys, COUNTER_LIMIT, EPOCH_BASE_MS, GROUP_EXISTS, STILL_ALIVE};
+use keys::{Keys, GROUP_EXISTS, STILL_ALIVE};
 use link::{eval_on, Conn, Link};
 use options::Config;
 use scripts::Scripts;
@@ -163,6 +169,7 @@ pub(crate) const FACTS: DriverFacts = DriverFacts {
         shared_locks: false,
         break_lock: true,
     },
+    poll_interval: options::DEFAULT_POLL_INTERVAL,
     options: &options::REDIS_OPTIONS,
 };
 
@@ -170,6 +177,10 @@ pub(crate) fn build(url: &DriverUrl, member: &Id) -> Result<Arc<dyn Driver>> {
     let cfg = Config::parse(url)?;
     let keys = Keys::new(&cfg.namespace);
     Ok(Arc::new(RedisDriver {
+        facts: DriverFacts {
+            poll_interval: cfg.poll_interval,
+            ..FACTS
+        },
         lock_ttl: millis(cfg.lock_timeout),
         queue_lease: millis(queue_lease(&cfg)),
         session_prefix: keys.session_prefix(),
@@ -180,12 +191,13 @@ pub(crate) fn build(url: &DriverUrl, member: &Id) -> Result<Arc<dyn Driver>> {
         keys,
         cfg: Arc::new(cfg),
         member: member.clone(),
-        session: Mutex::new(None),
+        session: SessionSlot::new("redis"),
     }))
 }
 
 /// The redis driver. See the module docs.
 pub struct RedisDriver {
+    facts: DriverFacts,
     cfg: Arc<Config>,
     keys: Keys,
     /// The lock TTL in ms, as an argument.
@@ -197,7 +209,7 @@ pub struct RedisDriver {
     /// The epoch base and counter limit, as arguments.
     epoch_args: (Vec<u8>, Vec<u8>),
     member: Id,
-    session: Mutex<Option<Arc<Session>>>,
+    session: SessionSlot<Session>,
 }
 
 /// One started session: its connections and its id.
@@ -246,19 +258,6 @@ fn unexpected(what: &str, value: &Value) -> Error {
     }
 }
 
-fn group_not_created(group: &Id) -> Error {
-    Error::GroupNotCreated {
-        group: group.clone(),
-    }
-}
-
-fn member_not_joined(group: &Id, member: &Id) -> Error {
-    Error::MemberNotJoined {
-        group: group.clone(),
-        member: member.clone(),
-    }
-}
-
 /// How long a waiter's place in a lock queue lives: a waiter retries (and so renews it) at
 /// least every `poll_cap`; a crashed waiter holds up a free lock at most this long.
 fn queue_lease(cfg: &Config) -> Duration {
@@ -276,73 +275,39 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// Releases an acquisition whose attempt was abandoned mid-flight (its future dropped), in
+/// Releases an acquisition whose attempt is abandoned mid-flight (its future dropped), in
 /// case the server granted it.
-struct InFlight {
-    armed: bool,
-    session: Arc<Session>,
-    keys: Keys,
-    name: Id,
-    token: String,
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let session = self.session.clone();
-        let keys = self.keys.clone();
-        let (name, token) = (self.name.clone(), std::mem::take(&mut self.token));
+fn release_if_granted(session: &Arc<Session>, keys: &Keys, name: &Id, token: &str) -> OnAbandon {
+    let (session, keys) = (session.clone(), keys.clone());
+    let (name, token) = (name.clone(), token.to_string());
+    OnAbandon::spawn(session.runtime.clone(), async move {
         session.feed.forget(&token);
-        let runtime = session.runtime.clone();
-        runtime.spawn(async move {
-            let (lock_key, holders) = (keys.lock(&name), keys.holders());
-            let channel = keys.lock_channel(&name);
-            let args: [&[u8]; 3] = [token.as_bytes(), name.as_bytes(), &channel];
-            let released = session
-                .link
-                .eval(&Scripts::get().release, &[&lock_key, &holders], &args, true)
-                .await;
-            if let Err(error) = released {
-                tracing::warn!(lock = %name, %error, "releasing an abandoned acquisition failed");
-            }
-        });
-    }
+        let (lock_key, holders) = (keys.lock(&name), keys.holders());
+        let channel = keys.lock_channel(&name);
+        let args: [&[u8]; 3] = [token.as_bytes(), name.as_bytes(), &channel];
+        let released = session
+            .link
+            .eval(&Scripts::get().release, &[&lock_key, &holders], &args, true)
+            .await;
+        if let Err(error) = released {
+            tracing::warn!(lock = %name, %error, "releasing an abandoned acquisition failed");
+        }
+    })
 }
 
 /// Gives up a place in a lock's queue when a wait ends without the lock (timeout, error,
 /// or its future dropped), so that the next waiter need not wait for the place to expire.
-struct Queued {
-    armed: bool,
-    session: Arc<Session>,
-    keys: Keys,
-    name: Id,
-    token: String,
-}
-
-impl Queued {
-    async fn leave(mut self) {
-        self.armed = false;
-        dequeue(&self.session, &self.keys, &self.name, &self.token).await;
-    }
-}
-
-impl Drop for Queued {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let (session, keys) = (self.session.clone(), self.keys.clone());
-        let (name, token) = (self.name.clone(), std::mem::take(&mut self.token));
-        let runtime = session.runtime.clone();
-        runtime.spawn(async move { dequeue(&session, &keys, &name, &token).await });
-    }
-}
-
-/// An acquisition took the waiter's place off the queue itself.
-fn disarm(mut queued: Queued) {
-    queued.armed = false;
+fn leave_queue_if_abandoned(
+    session: &Arc<Session>,
+    keys: &Keys,
+    name: &Id,
+    token: &str,
+) -> OnAbandon {
+    let (session, keys) = (session.clone(), keys.clone());
+    let (name, token) = (name.clone(), token.to_string());
+    OnAbandon::spawn(session.runtime.clone(), async move {
+        dequeue(&session, &keys, &name, &token).await
+    })
 }
 
 async fn dequeue(session: &Session, keys: &Keys, name: &Id, token: &str) {
@@ -368,11 +333,7 @@ async fn dequeue(session: &Session, keys: &Keys, name: &Id, token: &str) {
 
 impl RedisDriver {
     fn session(&self) -> Result<Arc<Session>> {
-        self.session
-            .lock()
-            .unwrap()
-            .clone()
-            .ok_or_else(|| Error::Connection("the redis driver is not started".into()))
+        self.session.get()
     }
 
     async fn eval(
@@ -464,13 +425,7 @@ impl RedisDriver {
         let lease: &[u8] = if queue { &self.queue_lease } else { b"0" };
         let (ttl, prefix) = (&self.lock_ttl, &self.session_prefix);
         let (base, limit) = (&self.epoch_args.0, &self.epoch_args.1);
-        let mut guard = InFlight {
-            armed: true,
-            session: session.clone(),
-            keys: self.keys.clone(),
-            name: req.name.clone(),
-            token: req.nonce.clone(),
-        };
+        let guard = release_if_granted(session, &self.keys, &req.name, &req.nonce);
         let (keys, ttl, prefix, base, limit) = (&keys, &ttl, &prefix, &base, &limit);
         let wait = (self.cfg.wait_replicas, self.cfg.wait_timeout);
         let reply = session
@@ -504,14 +459,14 @@ impl RedisDriver {
         let outcome = match field(0) {
             Some(1) => {
                 let (epoch, counter) = (field(1).unwrap_or(0), field(2).unwrap_or(0));
-                Attempt::Acquired(keys::token(epoch.max(0) as u64, counter.max(0) as u64))
+                Attempt::Acquired(fencing::token(epoch.max(0) as u64, counter.max(0) as u64))
             }
             Some(0) => Attempt::Busy(field(1).unwrap_or(-1)),
             _ => return Err(unexpected("the acquire script", &reply)),
         };
         if let (Attempt::Acquired(_), Some(acked)) = (&outcome, acked) {
             if acked < self.cfg.wait_replicas as i64 {
-                guard.armed = false;
+                guard.disarm();
                 if let Err(error) = self.release(&req.name, &req.nonce).await {
                     tracing::warn!(lock = %req.name, %error, "releasing an unacknowledged acquisition failed");
                 }
@@ -521,9 +476,9 @@ impl RedisDriver {
                 )));
             }
         }
-        guard.armed = false;
+        guard.disarm();
         if let Attempt::Acquired(_) = outcome {
-            session.feed.hold(&req.nonce, req.lost.clone());
+            session.feed.hold(req);
         }
         Ok(outcome)
     }
@@ -580,16 +535,8 @@ impl Driver for RedisDriver {
         "redis"
     }
 
-    fn characteristics(&self) -> Characteristics {
-        FACTS.characteristics
-    }
-
-    fn support(&self) -> Support {
-        FACTS.support
-    }
-
-    fn poll_interval(&self) -> Duration {
-        self.cfg.poll_interval
+    fn facts(&self) -> &DriverFacts {
+        &self.facts
     }
 
     fn session_timeout(&self) -> Duration {
@@ -618,12 +565,12 @@ impl Driver for RedisDriver {
             sid,
             runtime: tokio::runtime::Handle::current(),
         };
-        *self.session.lock().unwrap() = Some(Arc::new(session));
+        self.session.set(Arc::new(session));
         Ok(())
     }
 
     async fn stop(&self) -> Result<()> {
-        let Some(session) = self.session.lock().unwrap().take() else {
+        let Some(session) = self.session.take() else {
             return Ok(());
         };
         let beat = self.keys.beat(&self.member);
@@ -642,7 +589,8 @@ impl Driver for RedisDriver {
             .arg(self.cfg.membership_timeout.as_millis().max(1) as u64)
             .arg(STILL_ALIVE);
         session.link.query(&cmd, true).await?;
-        Ok(Some(self.cfg.window() / 2))
+        // Two beats fit in the session timeout (window / 2), with room for a failed one.
+        Ok(Some(self.cfg.window() / 4))
     }
 
     async fn create_group(&self, group: &Id) -> Result<()> {
@@ -657,9 +605,7 @@ impl Driver for RedisDriver {
             .await?;
         match int(&reply) {
             Some(1) => Ok(()),
-            Some(0) => Err(Error::GroupAlreadyExist {
-                group: group.clone(),
-            }),
+            Some(0) => Err(group_already_exist(group)),
             _ => Err(unexpected("create_group", &reply)),
         }
     }
@@ -683,9 +629,7 @@ impl Driver for RedisDriver {
         match int(&reply) {
             Some(1) => Ok(()),
             Some(-1) | Some(-2) => Err(group_not_created(group)),
-            Some(-3) => Err(Error::GroupNotEmpty {
-                group: group.clone(),
-            }),
+            Some(-3) => Err(group_not_empty(group)),
             _ => Err(Error::Backend {
                 driver: "redis",
                 message: format!("could not remove group {group} from the group set"),
@@ -718,10 +662,7 @@ impl Driver for RedisDriver {
             .await?;
         match int(&reply) {
             Some(1) => Ok(()),
-            Some(0) => Err(Error::MemberAlreadyExist {
-                group: group.clone(),
-                member: member.clone(),
-            }),
+            Some(0) => Err(member_already_exist(group, member)),
             Some(-1) => Err(group_not_created(group)),
             _ => Err(unexpected("join_group", &reply)),
         }
@@ -777,7 +718,7 @@ impl Driver for RedisDriver {
         let mut extra = BTreeMap::new();
         extra.insert(
             "heartbeat_ttl_ms".to_string(),
-            crate::group::Value::from(ttl),
+            crate::types::Value::from(ttl),
         );
         Ok(MemberInfo {
             capabilities,
@@ -847,15 +788,9 @@ impl Driver for RedisDriver {
     ) -> Result<Option<FencingToken>> {
         let session = self.session()?;
         // From the first busy attempt on, this waiter has a place in the queue.
-        let queued = Queued {
-            armed: true,
-            session: session.clone(),
-            keys: self.keys.clone(),
-            name: req.name.clone(),
-            token: req.nonce.clone(),
-        };
+        let queued = leave_queue_if_abandoned(&session, &self.keys, &req.name, &req.nonce);
         if let Attempt::Acquired(token) = self.attempt(&session, req, true).await? {
-            disarm(queued);
+            queued.disarm();
             return Ok(Some(token));
         }
         // Subscribed before the next try: a release after that try is announced to us.
@@ -863,7 +798,7 @@ impl Driver for RedisDriver {
         loop {
             let pttl = match self.attempt(&session, req, true).await? {
                 Attempt::Acquired(token) => {
-                    disarm(queued);
+                    queued.disarm();
                     return Ok(Some(token));
                 }
                 Attempt::Busy(pttl) => pttl,
@@ -882,7 +817,7 @@ impl Driver for RedisDriver {
                 _ = released.changed() => {}
                 _ = tokio::time::sleep(nap) => {}
                 _ = give_up => {
-                    queued.leave().await;
+                    queued.undo_now().await;
                     return Ok(None);
                 }
             }

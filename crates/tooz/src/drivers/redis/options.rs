@@ -5,14 +5,15 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::drivers::common::options::{count_with_common, with_common};
 use crate::error::{Error, Result};
-use crate::url::{DriverUrl, OptionKind, OptionSpec, Options, COMMON_OPTIONS};
+use crate::url::{DriverUrl, OptionKind, OptionSpec, Options};
 
 const fn spec(name: &'static str, kind: OptionKind, help: &'static str) -> OptionSpec {
     OptionSpec { name, kind, help }
 }
 
-/// The options of the redis driver beyond [`COMMON_OPTIONS`].
+/// The options of the redis driver beyond the common ones.
 const OWN_OPTIONS: [OptionSpec; 23] = [
     spec(
         "db",
@@ -120,20 +121,8 @@ const OWN_OPTIONS: [OptionSpec; 23] = [
 ];
 
 /// Every option the redis driver accepts.
-pub(super) const REDIS_OPTIONS: [OptionSpec; COMMON_OPTIONS.len() + OWN_OPTIONS.len()] = {
-    let mut all = [COMMON_OPTIONS[0]; COMMON_OPTIONS.len() + OWN_OPTIONS.len()];
-    let mut i = 0;
-    while i < COMMON_OPTIONS.len() {
-        all[i] = COMMON_OPTIONS[i];
-        i += 1;
-    }
-    let mut j = 0;
-    while j < OWN_OPTIONS.len() {
-        all[i + j] = OWN_OPTIONS[j];
-        j += 1;
-    }
-    all
-};
+pub(super) const REDIS_OPTIONS: [OptionSpec; count_with_common(&OWN_OPTIONS)] =
+    with_common(&OWN_OPTIONS);
 
 /// tooz's default for `timeout` (and so for the lock and membership timeouts).
 pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);

@@ -37,7 +37,7 @@ use super::session::track;
 use super::{zk_error, Shared};
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::lock::{FencingToken, LockRequest, LostReason, LostSignal};
+use crate::types::{FencingToken, LockRequest, LostReason};
 
 /// A lock held by this driver.
 pub struct Held {
@@ -45,8 +45,6 @@ pub struct Held {
     pub path: String,
     /// The session that made it.
     pub generation: u64,
-    /// The acquisition's lost signal.
-    pub lost: LostSignal,
 }
 
 /// How long after an acquisition its node starts being watched for deletions.
@@ -509,14 +507,11 @@ fn current(shared: &Shared, generation: u64) -> Result<super::session::Live> {
 
 /// Records a held lock and watches its node, so that a deletion by anyone else is reported.
 fn hold(shared: &Arc<Shared>, req: &LockRequest, path: String, generation: u64) {
-    shared.held.lock().unwrap().insert(
-        req.nonce.clone(),
-        Held {
-            path: path.clone(),
-            generation,
-            lost: req.lost.clone(),
-        },
-    );
+    let record = Held {
+        path: path.clone(),
+        generation,
+    };
+    shared.held.insert(req, record);
     let weak = Arc::downgrade(shared);
     let nonce = req.nonce.clone();
     let task = tokio::spawn(async move {
@@ -525,7 +520,7 @@ fn hold(shared: &Arc<Shared>, req: &LockRequest, path: String, generation: u64) 
         tokio::time::sleep(OWNER_WATCH_DELAY).await;
         let live = {
             let Some(shared) = weak.upgrade() else { return };
-            if !shared.held.lock().unwrap().contains_key(&nonce) {
+            if !shared.held.contains(&nonce) {
                 return; // released already
             }
             let Ok(live) = shared.conn.live() else { return };
@@ -546,11 +541,7 @@ fn hold(shared: &Arc<Shared>, req: &LockRequest, path: String, generation: u64) 
             return;
         }
         let Some(shared) = weak.upgrade() else { return };
-        let mut held = shared.held.lock().unwrap();
-        if let Some(h) = held.remove(&nonce) {
-            drop(held);
-            h.lost.fire(LostReason::Broken);
-        }
+        shared.held.lose(&nonce, LostReason::Broken);
     });
     track(&shared.tasks, task);
 }
@@ -559,7 +550,7 @@ fn hold(shared: &Arc<Shared>, req: &LockRequest, path: String, generation: u64) 
 /// If the deletion fails on the wire, the error is returned and the node is deleted in the
 /// background once the connection is back.
 pub async fn release(shared: &Arc<Shared>, req: &LockRequest) -> Result<bool> {
-    let Some(held) = shared.held.lock().unwrap().remove(&req.nonce) else {
+    let Some(held) = shared.held.remove(&req.nonce).map(|h| h.record) else {
         return Ok(false);
     };
     let live = match shared.conn.live() {

@@ -92,7 +92,7 @@ pub mod paths;
 mod session;
 mod watch;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -100,14 +100,19 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 use zookeeper_client::CreateMode;
 
-use super::DriverFacts;
+use super::common::errors::{
+    group_already_exist, group_not_created, group_not_empty, member_already_exist,
+    member_not_joined,
+};
+use super::common::{HeldLocks, JoinedGroups};
 use crate::characteristics::{Characteristic as C, Characteristics};
-use crate::driver::{Driver, GroupFeed, Support, WatchKind};
+use crate::driver::Driver;
 use crate::error::{Error, Result};
-use crate::group::{Capabilities, MemberInfo, Value};
 use crate::id::Id;
-use crate::lock::{FencingToken, LockMode, LockRequest, LostReason};
-use crate::session::SessionEvents;
+use crate::types::{
+    Capabilities, DriverFacts, FencingToken, GroupFeed, LockMode, LockRequest, LostReason,
+    MemberInfo, SessionEvents, Support, Value, WatchKind, DEFAULT_POLL_INTERVAL,
+};
 use crate::url::DriverUrl;
 use options::Config;
 use paths::{decode_name, Layout, LEADER, LOCKS};
@@ -131,12 +136,18 @@ pub(crate) const FACTS: DriverFacts = DriverFacts {
         shared_locks: false,
         break_lock: true,
     },
+    poll_interval: DEFAULT_POLL_INTERVAL,
     options: &options::OPTIONS,
 };
 
 pub(crate) fn build(url: &DriverUrl, member: &Id) -> Result<Arc<dyn Driver>> {
     let config = Config::from_url(url)?;
-    Ok(Arc::new(ZooKeeperDriver::new(config, member.clone())))
+    let facts = FACTS.with_options(&url.options("zookeeper", FACTS.options)?);
+    Ok(Arc::new(ZooKeeperDriver::new(
+        config,
+        facts,
+        member.clone(),
+    )))
 }
 
 /// Maps a client error to the crate's error.
@@ -173,13 +184,14 @@ fn decode_caps(data: &[u8]) -> Result<Capabilities> {
 
 /// State shared by the driver and its background tasks.
 pub(crate) struct Shared {
+    pub(crate) facts: DriverFacts,
     pub(crate) layout: Layout,
     pub(crate) member: Id,
     pub(crate) conn: Conn,
     /// Groups joined by this session, with their capabilities (re-joined after an expiry).
-    pub(crate) joined: Mutex<BTreeMap<Id, Capabilities>>,
+    pub(crate) joined: JoinedGroups,
     /// Locks held, by acquisition nonce.
-    pub(crate) held: Mutex<HashMap<String, lock::Held>>,
+    pub(crate) held: HeldLocks<lock::Held>,
     pub(crate) tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -205,34 +217,21 @@ impl Shared {
                 .filter(|c| c.as_str() != LEADER)
                 .map(|c| decode_name(c))
                 .collect()),
-            Err(zookeeper_client::Error::NoNode) => Err(Error::GroupNotCreated {
-                group: group.clone(),
-            }),
+            Err(zookeeper_client::Error::NoNode) => Err(group_not_created(group)),
             Err(error) => Err(zk_error(error)),
         }
     }
 
     /// The session is over: every held lock is lost.
     pub(crate) fn session_ended(&self, reason: LostReason) {
-        let held: Vec<lock::Held> = self.held.lock().unwrap().drain().map(|(_, h)| h).collect();
-        for h in held {
-            h.lost.fire(reason);
-        }
+        self.held.lose_all(reason);
     }
 
     /// Deletes the nodes of locks that were reported lost (the core gave up on a suspended
     /// session), now that the same session is back.
     pub(crate) fn drop_lost_holds(self: &Arc<Self>) {
         let Ok(live) = self.conn.live() else { return };
-        let stale: Vec<lock::Held> = {
-            let mut held = self.held.lock().unwrap();
-            let lost: Vec<String> = held
-                .iter()
-                .filter(|(_, h)| h.lost.reason().is_some())
-                .map(|(k, _)| k.clone())
-                .collect();
-            lost.iter().filter_map(|k| held.remove(k)).collect()
-        };
+        let stale = self.held.remove_lost();
         for h in stale.iter().filter(|h| h.generation == live.generation) {
             lock::spawn_cleanup(self, h.generation, lock::contender_place(&h.path));
         }
@@ -243,13 +242,7 @@ impl Shared {
     /// yet) is waited for, bounded by the session timeout.
     pub(crate) async fn rejoin(&self, old_session: i64) {
         let Ok(live) = self.conn.live() else { return };
-        let joined: Vec<(Id, Capabilities)> = self
-            .joined
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(g, c)| (g.clone(), c.clone()))
-            .collect();
+        let joined = self.joined.list();
         let options = self.conn.options(CreateMode::Ephemeral);
         for (group, caps) in joined {
             let path = self.layout.member(&group, &self.member);
@@ -274,7 +267,7 @@ impl Shared {
                 Err(error) => {
                     tracing::warn!(%group, %error, "cannot join the group again after a session expiry");
                     if error == zookeeper_client::Error::NoNode {
-                        self.joined.lock().unwrap().remove(&group);
+                        self.joined.remove(&group);
                     }
                 }
             }
@@ -288,14 +281,15 @@ pub struct ZooKeeperDriver {
 }
 
 impl ZooKeeperDriver {
-    fn new(config: Config, member: Id) -> Self {
+    fn new(config: Config, facts: DriverFacts, member: Id) -> Self {
         ZooKeeperDriver {
             shared: Arc::new(Shared {
+                facts,
                 layout: Layout::new(&config.namespace),
                 member,
                 conn: Conn::new(config),
-                joined: Mutex::new(BTreeMap::new()),
-                held: Mutex::new(HashMap::new()),
+                joined: JoinedGroups::default(),
+                held: HeldLocks::default(),
                 tasks: Mutex::new(Vec::new()),
             }),
         }
@@ -328,13 +322,8 @@ impl ZooKeeperDriver {
             Err(error) => return error,
         };
         match exists {
-            Ok(None) => Error::GroupNotCreated {
-                group: group.clone(),
-            },
-            _ => Error::MemberNotJoined {
-                group: group.clone(),
-                member: member.clone(),
-            },
+            Ok(None) => group_not_created(group),
+            _ => member_not_joined(group, member),
         }
     }
 }
@@ -355,12 +344,8 @@ impl Driver for ZooKeeperDriver {
         "zookeeper"
     }
 
-    fn characteristics(&self) -> Characteristics {
-        FACTS.characteristics
-    }
-
-    fn support(&self) -> Support {
-        FACTS.support
+    fn facts(&self) -> &DriverFacts {
+        &self.shared.facts
     }
 
     fn session_timeout(&self) -> Duration {
@@ -381,8 +366,8 @@ impl Driver for ZooKeeperDriver {
 
     async fn stop(&self) -> Result<()> {
         self.abort_tasks();
-        self.shared.joined.lock().unwrap().clear();
-        self.shared.held.lock().unwrap().clear();
+        self.shared.joined.clear();
+        self.shared.held.clear();
         self.shared.conn.stop().await;
         Ok(())
     }
@@ -394,11 +379,7 @@ impl Driver for ZooKeeperDriver {
         for attempt in 0..2 {
             match live.client.create(&path, &[], &options).await {
                 Ok(_) => return Ok(()),
-                Err(zookeeper_client::Error::NodeExists) => {
-                    return Err(Error::GroupAlreadyExist {
-                        group: group.clone(),
-                    })
-                }
+                Err(zookeeper_client::Error::NodeExists) => return Err(group_already_exist(group)),
                 Err(zookeeper_client::Error::NoNode) if attempt == 0 => {
                     // The namespace was deleted under us: make it again.
                     live.client
@@ -420,14 +401,10 @@ impl Driver for ZooKeeperDriver {
         let path = self.shared.layout.group(group);
         match live.client.delete(&path, None).await {
             Ok(()) => Ok(()),
-            Err(zookeeper_client::Error::NoNode) => Err(Error::GroupNotCreated {
-                group: group.clone(),
-            }),
+            Err(zookeeper_client::Error::NoNode) => Err(group_not_created(group)),
             Err(zookeeper_client::Error::NotEmpty) => {
                 // Only an empty election node left? Then the group is empty: delete both at once.
-                let not_empty = || Error::GroupNotEmpty {
-                    group: group.clone(),
-                };
+                let not_empty = || group_not_empty(group);
                 let children = live.client.list_children(&path).await.map_err(zk_error)?;
                 if children != [LEADER] {
                     return Err(not_empty());
@@ -473,18 +450,12 @@ impl Driver for ZooKeeperDriver {
         {
             Ok(_) => {
                 if member == &self.shared.member {
-                    let mut joined = self.shared.joined.lock().unwrap();
-                    joined.insert(group.clone(), caps.clone());
+                    self.shared.joined.insert(group, caps);
                 }
                 Ok(())
             }
-            Err(zookeeper_client::Error::NodeExists) => Err(Error::MemberAlreadyExist {
-                group: group.clone(),
-                member: member.clone(),
-            }),
-            Err(zookeeper_client::Error::NoNode) => Err(Error::GroupNotCreated {
-                group: group.clone(),
-            }),
+            Err(zookeeper_client::Error::NodeExists) => Err(member_already_exist(group, member)),
+            Err(zookeeper_client::Error::NoNode) => Err(group_not_created(group)),
             Err(error) => Err(zk_error(error)),
         }
     }
@@ -494,11 +465,11 @@ impl Driver for ZooKeeperDriver {
         let path = self.shared.layout.member(group, member);
         match live.client.delete(&path, None).await {
             Ok(()) => {
-                self.shared.joined.lock().unwrap().remove(group);
+                self.shared.joined.remove(group);
                 Ok(())
             }
             Err(zookeeper_client::Error::NoNode) => {
-                self.shared.joined.lock().unwrap().remove(group);
+                self.shared.joined.remove(group);
                 Err(self.missing_member(group, member).await)
             }
             Err(error) => Err(zk_error(error)),
@@ -583,10 +554,7 @@ impl Driver for ZooKeeperDriver {
         match live.client.set_data(&path, &caps.to_msgpack(), None).await {
             Ok(_) => {
                 if member == &self.shared.member {
-                    let mut joined = self.shared.joined.lock().unwrap();
-                    if let Some(known) = joined.get_mut(group) {
-                        *known = caps.clone();
-                    }
+                    self.shared.joined.update(group, caps);
                 }
                 Ok(())
             }

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use crate::drivers::common::options::{count_with_common, with_common};
 use crate::error::{Error, Result};
-use crate::url::{DriverUrl, OptionKind, OptionSpec, Options, COMMON_OPTIONS};
+use crate::url::{DriverUrl, OptionKind, OptionSpec, Options};
 
 /// Session timeout when the URL gives none (Python tooz's `timeout` default).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,20 +68,7 @@ const EXTRA: [OptionSpec; 10] = [
 ];
 
 /// Every option the driver accepts: the common ones and [`EXTRA`].
-pub const OPTIONS: [OptionSpec; COMMON_OPTIONS.len() + EXTRA.len()] = {
-    let mut all = [EXTRA[0]; COMMON_OPTIONS.len() + EXTRA.len()];
-    let mut i = 0;
-    while i < COMMON_OPTIONS.len() {
-        all[i] = COMMON_OPTIONS[i];
-        i += 1;
-    }
-    let mut j = 0;
-    while j < EXTRA.len() {
-        all[i + j] = EXTRA[j];
-        j += 1;
-    }
-    all
-};
+pub const OPTIONS: [OptionSpec; count_with_common(&EXTRA)] = with_common(&EXTRA);
 
 /// Everything the driver needs from its URL.
 #[derive(Clone)]

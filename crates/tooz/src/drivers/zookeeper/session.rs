@@ -18,8 +18,8 @@ use super::options::Config;
 use super::paths::digest_id;
 use super::{zk_error, Shared};
 use crate::error::{Error, Result};
-use crate::lock::LostReason;
-use crate::session::{ConnectionState, SessionEvents};
+use crate::types::LostReason;
+use crate::types::{ConnectionState, SessionEvents};
 
 /// Longest pause between two attempts to make a new session.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);

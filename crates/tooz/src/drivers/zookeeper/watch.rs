@@ -18,9 +18,9 @@ use zookeeper_client::{AddWatchMode, EventType, PersistentWatcher, SessionState}
 use super::paths::{decode_name, LEADER};
 use super::session::track;
 use super::{zk_error, Shared};
-use crate::driver::{GroupChange, GroupFeed};
 use crate::error::Result;
 use crate::id::Id;
+use crate::types::{GroupChange, GroupFeed};
 
 /// Starts a feed of `group`: returns the members at the start and the changes after it.
 pub async fn subscribe(shared: &Arc<Shared>, group: &Id) -> Result<(BTreeSet<Id>, GroupFeed)> {
