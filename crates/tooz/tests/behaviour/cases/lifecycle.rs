@@ -101,7 +101,7 @@ async fn timeout(ctx: Ctx) -> Outcome {
     let vanishing = ctx.coord_at(&url, gone.clone()).await;
     vanishing.join_group(group.clone(), ()).await?;
     watcher.watch_leave_group(group.clone(), |_| {}).await?;
-    drop(vanishing);
+    ctx.vanish(vanishing);
     let events = watch_events(&watcher, 1).await;
     assert_eq!(
         events,

@@ -221,19 +221,14 @@ async fn get_lock_concurrency_locking_two_lock_thread1(ctx: Ctx) -> Outcome {
     let c = ctx.coord().await;
     let name = ctx.name("lock");
     let held = c.lock(name.clone()).acquire().await?;
-    let ctx2 = ctx.clone();
     let name2 = name.clone();
-    let got = std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async {
-            let other = ctx2.coord().await;
-            let got = other.lock(name2).try_acquire().await.unwrap().is_some();
-            other.stop().await.unwrap();
-            got
+    let got = ctx
+        .spawn_thread(move |ctx| async move {
+            let other = ctx.coord().await;
+            other.lock(name2).try_acquire().await.unwrap().is_some()
         })
-    })
-    .join()
-    .expect("thread");
+        .join()
+        .expect("thread")?;
     assert!(!got, "another thread's coordinator took a held lock");
     held.release().await?;
     c.stop().await?;
@@ -556,29 +551,25 @@ async fn two_threads_never_hold_one_lock(ctx: Ctx) -> Outcome {
     let last_token = Arc::new(AtomicU64::new(0));
     let mut threads = Vec::new();
     for _ in 0..2 {
-        let (ctx, name) = (ctx.clone(), name.clone());
+        let name = name.clone();
         let (inside, last_token) = (inside.clone(), last_token.clone());
-        threads.push(std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            rt.block_on(async {
-                let c = ctx.coord().await;
-                let lock = c.lock(name);
-                for _ in 0..ROUNDS {
-                    let guard = lock.acquire().await.unwrap();
-                    assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
-                    let token = guard.fencing_token().0;
-                    let previous = last_token.swap(token, Ordering::SeqCst);
-                    assert!(token > previous, "token {token} after {previous}");
-                    std::thread::sleep(Duration::from_micros(200));
-                    inside.store(false, Ordering::SeqCst);
-                    assert!(guard.release().await.unwrap());
-                }
-                c.stop().await.unwrap();
-            })
+        threads.push(ctx.spawn_thread(move |ctx| async move {
+            let c = ctx.coord().await;
+            let lock = c.lock(name);
+            for _ in 0..ROUNDS {
+                let guard = lock.acquire().await.unwrap();
+                assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
+                let token = guard.fencing_token().0;
+                let previous = last_token.swap(token, Ordering::SeqCst);
+                assert!(token > previous, "token {token} after {previous}");
+                std::thread::sleep(Duration::from_micros(200));
+                inside.store(false, Ordering::SeqCst);
+                assert!(guard.release().await.unwrap());
+            }
         }));
     }
     for t in threads {
-        t.join().map_err(|_| "a thread panicked")?;
+        t.join().map_err(|_| "a thread panicked")??;
     }
     Ok(())
 }
