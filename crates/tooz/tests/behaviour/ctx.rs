@@ -1,4 +1,5 @@
-//! What every case gets: the URL under test, fresh coordinators, unique names.
+//! What every case gets: the URL under test, fresh coordinators (stopped by the fixture when
+//! the case ends), unique names.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -6,6 +7,8 @@ use std::time::Duration;
 
 use libtest_mimic::Failed;
 use tooz::{Characteristic, Characteristics, Coordinator, Error, Id, Support, WatchKind};
+
+use crate::fixture::Fixture;
 
 /// A case's outcome.
 pub type Outcome = Result<(), Failed>;
@@ -60,7 +63,7 @@ macro_rules! cases {
     };
 }
 
-/// The driver under test.
+/// The driver under test, and the fixture of the case using it.
 #[derive(Clone)]
 pub struct Ctx {
     pub url: String,
@@ -68,6 +71,9 @@ pub struct Ctx {
     pub scheme: String,
     pub support: Support,
     pub characteristics: Characteristics,
+    /// Where the coordinators made by `coord*` are recorded; a fresh one per
+    /// [`with_fixture`](Ctx::with_fixture).
+    fixture: Fixture,
 }
 
 impl Ctx {
@@ -83,6 +89,38 @@ impl Ctx {
             scheme: coord.driver_name().to_string(),
             support: coord.support(),
             characteristics: coord.characteristics(),
+            fixture: Fixture::default(),
+        })
+    }
+
+    /// Runs `body` with a clone of this context that has a fixture of its own, then stops
+    /// every coordinator `body` left started (see [`Fixture`]): how the harness runs a case.
+    pub async fn with_fixture<T, F, Fut>(&self, body: F) -> Result<T, Failed>
+    where
+        F: FnOnce(Ctx) -> Fut,
+        Fut: Future<Output = Result<T, Failed>>,
+    {
+        let fixture = Fixture::default();
+        let ctx = Ctx {
+            fixture: fixture.clone(),
+            ..self.clone()
+        };
+        fixture.run(body(ctx)).await
+    }
+
+    /// Runs `body` on a thread of its own with a runtime of its own, as another process's
+    /// main would, under a fixture of its own: the coordinators `body` starts are stopped on
+    /// that runtime, before it goes away with the thread. A panic in `body` panics the thread.
+    pub fn spawn_thread<T, F, Fut>(&self, body: F) -> std::thread::JoinHandle<Result<T, Failed>>
+    where
+        T: Send + 'static,
+        F: FnOnce(Ctx) -> Fut + Send + 'static,
+        Fut: Future<Output = T>,
+    {
+        let ctx = self.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().expect("runtime");
+            runtime.block_on(ctx.with_fixture(|ctx| async move { Ok(body(ctx).await) }))
         })
     }
 
@@ -111,7 +149,8 @@ impl Ctx {
         Id::from(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()))
     }
 
-    /// A started coordinator with a fresh member id.
+    /// A started coordinator with a fresh member id, stopped by the fixture if the case leaves
+    /// it running.
     pub async fn coord(&self) -> Coordinator {
         self.coord_as(self.name("member")).await
     }
@@ -130,7 +169,16 @@ impl Ctx {
             .start()
             .await
             .unwrap_or_else(|e| panic!("start {url}: {e}"));
+        self.fixture.track(&coord);
         coord
+    }
+
+    /// Drops `coord` without stopping it, as a process that dies would, and takes it off the
+    /// fixture, which would otherwise keep it alive and stop it. Its session then ends only by
+    /// the backend's timeout. `coord` must be the last clone the case holds.
+    pub fn vanish(&self, coord: Coordinator) {
+        self.fixture.forget(&coord);
+        drop(coord);
     }
 
     /// The URL with extra query options.
@@ -168,7 +216,7 @@ pub async fn expect_not_implemented(ctx: &Ctx, need: Need) -> Outcome {
     let coord = ctx.coord().await;
     let group = ctx.name("group");
     let lock = coord.lock(ctx.name("lock"));
-    let outcome = match need {
+    match need {
         Need::Groups => is_not_implemented(coord.create_group(group).await),
         Need::UpdateCapabilities => is_not_implemented(coord.update_capabilities(group, ()).await),
         Need::MemberInfo => is_not_implemented(coord.get_member_info(group, "m").await),
@@ -178,9 +226,7 @@ pub async fn expect_not_implemented(ctx: &Ctx, need: Need) -> Outcome {
         Need::SharedLocks => is_not_implemented(lock.try_acquire_shared().await),
         Need::BreakLock => is_not_implemented(lock.break_lock().await),
         other => Err(format!("no NotImplemented probe for {other:?}").into()),
-    };
-    coord.stop().await?;
-    outcome
+    }
 }
 
 /// Waits until `run_watchers` has delivered at least `count` events, or fails after 10 s.

@@ -6,9 +6,13 @@
 //! A case needing an API part the driver declares unsupported instead checks that the driver
 //! answers `Error::NotImplemented` for it; a case needing a characteristic the driver lacks
 //! is listed as ignored.
+//!
+//! Cases do not stop the coordinators they make: the fixture (see `fixture.rs`) stops those
+//! still started when the case ends, and fails the case if one does not stop cleanly.
 
 mod cases;
 mod ctx;
+mod fixture;
 
 use std::time::Duration;
 
@@ -114,7 +118,7 @@ fn run_case(ctx: Ctx, case: Case) -> Result<(), Failed> {
         .enable_all()
         .build()
         .map_err(|e| Failed::from(format!("runtime: {e}")))?;
-    runtime.block_on(async move {
+    runtime.block_on(ctx.with_fixture(|ctx| async move {
         let run = async {
             if ctx.has(case.need) {
                 (case.run)(ctx.clone()).await
@@ -126,5 +130,5 @@ fn run_case(ctx: Ctx, case: Case) -> Result<(), Failed> {
             Ok(result) => result,
             Err(_) => Err(format!("case hung for more than {CASE_TIMEOUT:?}").into()),
         }
-    })
+    }))
 }

@@ -54,7 +54,6 @@ async fn get_member_capabilities(ctx: Ctx) -> Outcome {
     c.join_group_create(group.clone(), caps.clone()).await?;
     let got = c.get_member_capabilities(group, c.member_id()).await?;
     assert_eq!(got, caps);
-    c.stop().await?;
     Ok(())
 }
 
@@ -64,7 +63,6 @@ async fn get_member_capabilities_complex(ctx: Ctx) -> Outcome {
     c.join_group_create(group.clone(), complex()).await?;
     let got = c.get_member_capabilities(group, c.member_id()).await?;
     assert_eq!(got, complex());
-    c.stop().await?;
     Ok(())
 }
 
@@ -75,7 +73,6 @@ async fn get_members_with_capabilities(ctx: Ctx) -> Outcome {
     let all = c.get_members_with_capabilities(group).await?;
     assert_eq!(all.len(), 1);
     assert_eq!(all[c.member_id()].as_bytes(), Some(&b"caps"[..]));
-    c.stop().await?;
     Ok(())
 }
 
@@ -88,8 +85,6 @@ async fn get_members_with_capabilities_multiple(ctx: Ctx) -> Outcome {
     assert_eq!(all.len(), 2);
     assert_eq!(all[a.member_id()], Capabilities::from(b"a-caps"));
     assert_eq!(all[b.member_id()], Capabilities::from("b-caps"));
-    a.stop().await?;
-    b.stop().await?;
     Ok(())
 }
 
@@ -99,7 +94,6 @@ async fn get_members_with_capabilities_nonexistent_group(ctx: Ctx) -> Outcome {
         c.get_members_with_capabilities(ctx.name("group")).await,
         Error::GroupNotCreated { .. }
     );
-    c.stop().await?;
     Ok(())
 }
 
@@ -108,7 +102,6 @@ async fn get_members_with_capabilities_empty_group(ctx: Ctx) -> Outcome {
     let group = ctx.name("group");
     c.create_group(group.clone()).await?;
     assert!(c.get_members_with_capabilities(group).await?.is_empty());
-    c.stop().await?;
     Ok(())
 }
 
@@ -118,7 +111,6 @@ async fn get_members_with_capabilities_no_caps(ctx: Ctx) -> Outcome {
     c.join_group_create(group.clone(), ()).await?;
     let all = c.get_members_with_capabilities(group).await?;
     assert!(all[c.member_id()].is_none());
-    c.stop().await?;
     Ok(())
 }
 
@@ -129,7 +121,6 @@ async fn get_member_capabilities_nonexistent_group(ctx: Ctx) -> Outcome {
             .await,
         Error::GroupNotCreated { .. } | Error::MemberNotJoined { .. }
     );
-    c.stop().await?;
     Ok(())
 }
 
@@ -141,7 +132,6 @@ async fn get_member_capabilities_nonjoined_member(ctx: Ctx) -> Outcome {
         c.get_member_capabilities(group, ctx.name("other")).await,
         Error::MemberNotJoined { .. }
     );
-    c.stop().await?;
     Ok(())
 }
 
@@ -151,7 +141,6 @@ async fn get_member_info(ctx: Ctx) -> Outcome {
     c.join_group_create(group.clone(), b"info").await?;
     let info = c.get_member_info(group, c.member_id()).await?;
     assert_eq!(info.capabilities.as_bytes(), Some(&b"info"[..]));
-    c.stop().await?;
     Ok(())
 }
 
@@ -161,7 +150,6 @@ async fn get_member_info_complex(ctx: Ctx) -> Outcome {
     c.join_group_create(group.clone(), complex()).await?;
     let info = c.get_member_info(group, c.member_id()).await?;
     assert_eq!(info.capabilities, complex());
-    c.stop().await?;
     Ok(())
 }
 
@@ -171,7 +159,6 @@ async fn get_member_info_nonexistent_group(ctx: Ctx) -> Outcome {
         c.get_member_info(ctx.name("group"), c.member_id()).await,
         Error::GroupNotCreated { .. } | Error::MemberNotJoined { .. }
     );
-    c.stop().await?;
     Ok(())
 }
 
@@ -183,7 +170,6 @@ async fn get_member_info_nonjoined_member(ctx: Ctx) -> Outcome {
         c.get_member_info(group, ctx.name("other")).await,
         Error::MemberNotJoined { .. }
     );
-    c.stop().await?;
     Ok(())
 }
 
@@ -200,8 +186,6 @@ async fn update_capabilities(ctx: Ctx) -> Outcome {
     );
     a.update_capabilities(group.clone(), v2.clone()).await?;
     assert_eq!(b.get_member_capabilities(group, a.member_id()).await?, v2);
-    a.stop().await?;
-    b.stop().await?;
     Ok(())
 }
 
@@ -211,6 +195,5 @@ async fn update_capabilities_with_group_id_nonexistent(ctx: Ctx) -> Outcome {
         c.update_capabilities(ctx.name("group"), b"x").await,
         Error::GroupNotCreated { .. } | Error::MemberNotJoined { .. }
     );
-    c.stop().await?;
     Ok(())
 }

@@ -38,7 +38,6 @@ async fn run_for_election(ctx: Ctx) -> Outcome {
     c.watch_elected_as_leader(group.clone(), |_| {}).await?;
     let events = watch_events(&c, 1).await;
     assert_eq!(events, [elected(&group, c.member_id())]);
-    c.stop().await?;
     Ok(())
 }
 
@@ -57,7 +56,6 @@ async fn run_for_election_multiple_clients(ctx: Ctx) -> Outcome {
     let events = watch_events(&b, 1).await;
     assert_eq!(events, [elected(&group, b.member_id())]);
     assert_eq!(b.get_leader(group).await?.as_ref(), Some(b.member_id()));
-    b.stop().await?;
     Ok(())
 }
 
@@ -72,7 +70,6 @@ async fn get_leader(ctx: Ctx) -> Outcome {
     c.watch_elected_as_leader(group.clone(), |_| {}).await?;
     watch_events(&c, 1).await;
     assert_eq!(c.get_leader(group).await?.as_ref(), Some(c.member_id()));
-    c.stop().await?;
     Ok(())
 }
 
@@ -95,8 +92,6 @@ async fn run_for_election_multiple_clients_stand_down(ctx: Ctx) -> Outcome {
     assert!(b.stand_down_group_leader(group.clone()).await?);
     assert_eq!(watch_events(&a, 1).await, [elected(&group, a.member_id())]);
     assert_eq!(a.get_leader(group).await?.as_ref(), Some(a.member_id()));
-    a.stop().await?;
-    b.stop().await?;
     Ok(())
 }
 
@@ -107,7 +102,6 @@ async fn unwatch_elected_as_leader(ctx: Ctx) -> Outcome {
     assert_eq!(c.watch_count(group.clone()), (0, 0, 1));
     c.unwatch_elected_as_leader(group.clone(), id)?;
     assert_eq!(c.watch_count(group), (0, 0, 0));
-    c.stop().await?;
     Ok(())
 }
 
@@ -119,7 +113,6 @@ async fn unwatch_elected_as_leader_callback_not_found(ctx: Ctx) -> Outcome {
         Error::WatchCallbackNotFound { .. }
     );
     assert_eq!(c.watch_count(group), (0, 0, 0));
-    c.stop().await?;
     Ok(())
 }
 
@@ -137,8 +130,6 @@ async fn campaign_waits_for_the_leader(ctx: Ctx) -> Outcome {
     let next = next?;
     assert_eq!(b.get_leader(group).await?.as_ref(), Some(b.member_id()));
     next.resign().await?;
-    a.stop().await?;
-    b.stop().await?;
     Ok(())
 }
 
@@ -153,8 +144,6 @@ async fn leader_terms_increase(ctx: Ctx) -> Outcome {
         last = Some(term);
         leadership.resign().await?;
     }
-    a.stop().await?;
-    b.stop().await?;
     Ok(())
 }
 
@@ -169,15 +158,12 @@ async fn leadership_lost_when_leader_lock_broken(ctx: Ctx) -> Outcome {
     let reason = tokio::time::timeout(Duration::from_secs(10), leadership.lost()).await?;
     assert_eq!(reason, LostReason::Broken);
     assert_eq!(b.get_leader(group).await?, None);
-    a.stop().await?;
-    b.stop().await?;
     Ok(())
 }
 
 async fn stand_down_when_not_leader(ctx: Ctx) -> Outcome {
     let c = ctx.coord().await;
     assert!(!c.stand_down_group_leader(ctx.name("group")).await?);
-    c.stop().await?;
     Ok(())
 }
 
@@ -192,6 +178,5 @@ async fn leader_is_not_a_member(ctx: Ctx) -> Outcome {
     let leadership = c.campaign(group.clone()).await?;
     assert!(c.get_members(group.clone()).await?.is_empty());
     leadership.resign().await?;
-    c.stop().await?;
     Ok(())
 }

@@ -36,7 +36,6 @@ async fn create_group(ctx: Ctx) -> Outcome {
     let group = ctx.name("group");
     c.create_group(group.clone()).await?;
     assert!(c.get_groups().await?.contains(&group));
-    c.stop().await?;
     Ok(())
 }
 
@@ -45,7 +44,6 @@ async fn create_group_already_exist(ctx: Ctx) -> Outcome {
     let group = ctx.name("group");
     c.create_group(group.clone()).await?;
     assert_err!(c.create_group(group).await, Error::GroupAlreadyExist { .. });
-    c.stop().await?;
     Ok(())
 }
 
@@ -59,7 +57,6 @@ async fn get_groups(ctx: Ctx) -> Outcome {
     for g in &groups {
         assert!(listed.contains(g), "{g} missing from {listed:?}");
     }
-    c.stop().await?;
     Ok(())
 }
 
@@ -71,7 +68,6 @@ async fn get_groups_str_group_id(ctx: Ctx) -> Outcome {
     let listed = c.get_groups().await?;
     assert!(listed.contains(&Id::from(text.as_bytes())));
     assert!(listed.iter().any(|g| g.as_str() == Some(text.as_str())));
-    c.stop().await?;
     Ok(())
 }
 
@@ -82,7 +78,6 @@ async fn delete_group(ctx: Ctx) -> Outcome {
     c.delete_group(group.clone()).await?;
     assert!(!c.get_groups().await?.contains(&group));
     assert_err!(c.join_group(group, ()).await, Error::GroupNotCreated { .. });
-    c.stop().await?;
     Ok(())
 }
 
@@ -92,7 +87,6 @@ async fn delete_group_non_existent(ctx: Ctx) -> Outcome {
         c.delete_group(ctx.name("group")).await,
         Error::GroupNotCreated { .. }
     );
-    c.stop().await?;
     Ok(())
 }
 
@@ -107,7 +101,6 @@ async fn delete_group_non_empty(ctx: Ctx) -> Outcome {
     );
     c.leave_group(group.clone()).await?;
     c.delete_group(group).await?;
-    c.stop().await?;
     Ok(())
 }
 
@@ -117,7 +110,6 @@ async fn join_group(ctx: Ctx) -> Outcome {
     c.create_group(group.clone()).await?;
     c.join_group(group.clone(), ()).await?;
     assert!(c.get_members(group).await?.contains(c.member_id()));
-    c.stop().await?;
     Ok(())
 }
 
@@ -127,7 +119,6 @@ async fn join_nonexistent_group(ctx: Ctx) -> Outcome {
         c.join_group(ctx.name("group"), ()).await,
         Error::GroupNotCreated { .. }
     );
-    c.stop().await?;
     Ok(())
 }
 
@@ -137,7 +128,6 @@ async fn join_group_create(ctx: Ctx) -> Outcome {
     c.join_group_create(group.clone(), ()).await?;
     assert!(c.get_groups().await?.contains(&group));
     assert!(c.get_members(group).await?.contains(c.member_id()));
-    c.stop().await?;
     Ok(())
 }
 
@@ -147,8 +137,6 @@ async fn join_group_create_existing(ctx: Ctx) -> Outcome {
     a.join_group_create(group.clone(), ()).await?;
     b.join_group_create(group.clone(), ()).await?;
     assert_eq!(a.get_members(group).await?.len(), 2);
-    a.stop().await?;
-    b.stop().await?;
     Ok(())
 }
 
@@ -165,8 +153,6 @@ async fn join_group_with_member_id_already_exists(ctx: Ctx) -> Outcome {
     // The failed join must not have touched the first member's capabilities.
     let caps = a.get_member_capabilities(group, member).await?;
     assert_eq!(caps.as_bytes(), Some(&b"first"[..]));
-    b.stop().await?;
-    a.stop().await?;
     Ok(())
 }
 
@@ -176,7 +162,6 @@ async fn leave_group(ctx: Ctx) -> Outcome {
     c.join_group_create(group.clone(), ()).await?;
     c.leave_group(group.clone()).await?;
     assert!(!c.get_members(group).await?.contains(c.member_id()));
-    c.stop().await?;
     Ok(())
 }
 
@@ -186,7 +171,6 @@ async fn leave_nonexistent_group(ctx: Ctx) -> Outcome {
         c.leave_group(ctx.name("group")).await,
         Error::GroupNotCreated { .. } | Error::MemberNotJoined { .. }
     );
-    c.stop().await?;
     Ok(())
 }
 
@@ -195,7 +179,6 @@ async fn leave_group_not_joined_by_member(ctx: Ctx) -> Outcome {
     let group = ctx.name("group");
     c.create_group(group.clone()).await?;
     assert_err!(c.leave_group(group).await, Error::MemberNotJoined { .. });
-    c.stop().await?;
     Ok(())
 }
 
@@ -209,8 +192,6 @@ async fn get_members(ctx: Ctx) -> Outcome {
         .into_iter()
         .collect();
     assert_eq!(members, expected);
-    a.stop().await?;
-    b.stop().await?;
     Ok(())
 }
 
@@ -221,7 +202,6 @@ async fn get_members_str_member_id(ctx: Ctx) -> Outcome {
     c.join_group_create(group.clone(), ()).await?;
     let members = c.get_members(group).await?;
     assert!(members.iter().any(|m| m.as_str() == Some(member.as_str())));
-    c.stop().await?;
     Ok(())
 }
 
@@ -235,7 +215,6 @@ async fn get_members_binary_member_id(ctx: Ctx) -> Outcome {
     c.join_group_create(group.clone(), ()).await?;
     assert!(c.get_members(group.clone()).await?.contains(&member));
     c.leave_group(group).await?;
-    c.stop().await?;
     Ok(())
 }
 
@@ -245,7 +224,6 @@ async fn get_members_nonexistent_group(ctx: Ctx) -> Outcome {
         c.get_members(ctx.name("group")).await,
         Error::GroupNotCreated { .. }
     );
-    c.stop().await?;
     Ok(())
 }
 
@@ -258,7 +236,6 @@ async fn disconnect_leave_group(ctx: Ctx) -> Outcome {
     let members = a.get_members(group).await?;
     assert!(members.contains(a.member_id()));
     assert!(!members.contains(b.member_id()));
-    a.stop().await?;
     Ok(())
 }
 
@@ -269,6 +246,5 @@ async fn joined_groups_tracked(ctx: Ctx) -> Outcome {
     assert!(c.joined_groups().contains(&group));
     c.leave_group(group.clone()).await?;
     assert!(!c.joined_groups().contains(&group));
-    c.stop().await?;
     Ok(())
 }

@@ -53,7 +53,6 @@ async fn get_started_status(ctx: Ctx) -> Outcome {
 async fn start_twice(ctx: Ctx) -> Outcome {
     let coord = ctx.coord().await;
     assert_err!(coord.start().await, Error::AlreadyStarted);
-    coord.stop().await?;
     Ok(())
 }
 
@@ -70,7 +69,6 @@ async fn heartbeat(ctx: Ctx) -> Outcome {
     for _ in 0..3 {
         coord.heartbeat().await?;
     }
-    coord.stop().await?;
     Ok(())
 }
 
@@ -87,7 +85,6 @@ async fn heartbeat_matches_characteristics(ctx: Ctx) -> Outcome {
     if let Some(period) = period {
         assert!(period > Duration::ZERO);
     }
-    coord.stop().await?;
     Ok(())
 }
 
@@ -101,7 +98,7 @@ async fn timeout(ctx: Ctx) -> Outcome {
     let vanishing = ctx.coord_at(&url, gone.clone()).await;
     vanishing.join_group(group.clone(), ()).await?;
     watcher.watch_leave_group(group.clone(), |_| {}).await?;
-    drop(vanishing);
+    ctx.vanish(vanishing);
     let events = watch_events(&watcher, 1).await;
     assert_eq!(
         events,
@@ -111,7 +108,6 @@ async fn timeout(ctx: Ctx) -> Outcome {
         }]
     );
     assert!(!watcher.get_members(group).await?.contains(&gone));
-    watcher.stop().await?;
     Ok(())
 }
 

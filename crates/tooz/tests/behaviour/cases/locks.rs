@@ -57,7 +57,6 @@ async fn get_lock(ctx: Ctx) -> Outcome {
     assert!(lock.is_held());
     assert!(guard.release().await?);
     assert!(!lock.is_held());
-    c.stop().await?;
     Ok(())
 }
 
@@ -78,9 +77,6 @@ async fn get_lock_release_broken(ctx: Ctx) -> Outcome {
         "b holds it"
     );
     assert!(b_guard.release().await?);
-    for c in [a, b, third] {
-        c.stop().await?;
-    }
     Ok(())
 }
 
@@ -92,7 +88,6 @@ async fn get_lock_twice_locked_one_released_two(ctx: Ctx) -> Outcome {
     assert!(two.try_acquire().await?.is_none());
     assert!(!two.release().await?, "two holds nothing");
     assert!(held.release().await?);
-    c.stop().await?;
     Ok(())
 }
 
@@ -102,7 +97,6 @@ async fn heartbeat_lock_not_acquired(ctx: Ctx) -> Outcome {
     let lock = c.lock(ctx.name("lock"));
     assert!(!lock.is_held());
     assert!(!lock.release().await?);
-    c.stop().await?;
     Ok(())
 }
 
@@ -111,7 +105,6 @@ async fn get_shared_lock(ctx: Ctx) -> Outcome {
     let lock = c.lock(ctx.name("lock"));
     let guard = lock.acquire_shared().await?;
     assert!(guard.release().await?);
-    c.stop().await?;
     Ok(())
 }
 
@@ -126,7 +119,6 @@ async fn get_shared_lock_locking_same_lock_twice(ctx: Ctx) -> Outcome {
         !lock.release().await?,
         "a third release has nothing to release"
     );
-    c.stop().await?;
     Ok(())
 }
 
@@ -141,8 +133,6 @@ async fn get_shared_lock_locking_two_lock(ctx: Ctx) -> Outcome {
     let second = b.lock(name).try_acquire_shared().await?.expect("shared");
     assert!(first.release().await?);
     assert!(second.release().await?);
-    a.stop().await?;
-    b.stop().await?;
     Ok(())
 }
 
@@ -158,8 +148,6 @@ async fn get_lock_locking_shared_and_exclusive(ctx: Ctx) -> Outcome {
     assert!(shared.release().await?);
     let exclusive = b.lock(name).try_acquire().await?.expect("free again");
     exclusive.release().await?;
-    a.stop().await?;
-    b.stop().await?;
     Ok(())
 }
 
@@ -175,8 +163,6 @@ async fn get_lock_locking_exclusive_and_shared(ctx: Ctx) -> Outcome {
         .await?
         .expect("free again");
     shared.release().await?;
-    a.stop().await?;
-    b.stop().await?;
     Ok(())
 }
 
@@ -192,7 +178,6 @@ async fn get_lock_concurrency_locking_same_lock(ctx: Ctx) -> Outcome {
     assert!(held.release().await?);
     let guard = tokio::time::timeout(Duration::from_secs(10), waiter).await???;
     guard.release().await?;
-    c.stop().await?;
     Ok(())
 }
 
@@ -202,7 +187,6 @@ async fn get_lock_concurrency_locking_two_lock_process(ctx: Ctx) -> Outcome {
     let held = c.lock(name.clone()).acquire().await?;
     assert_eq!(run_child(&ctx.url, &name).await, CHILD_BUSY);
     held.release().await?;
-    c.stop().await?;
     Ok(())
 }
 
@@ -212,7 +196,6 @@ async fn get_lock_serial_locking_two_lock_process(ctx: Ctx) -> Outcome {
     let held = c.lock(name.clone()).acquire().await?;
     held.release().await?;
     assert_eq!(run_child(&ctx.url, &name).await, CHILD_ACQUIRED);
-    c.stop().await?;
     Ok(())
 }
 
@@ -221,22 +204,16 @@ async fn get_lock_concurrency_locking_two_lock_thread1(ctx: Ctx) -> Outcome {
     let c = ctx.coord().await;
     let name = ctx.name("lock");
     let held = c.lock(name.clone()).acquire().await?;
-    let ctx2 = ctx.clone();
     let name2 = name.clone();
-    let got = std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async {
-            let other = ctx2.coord().await;
-            let got = other.lock(name2).try_acquire().await.unwrap().is_some();
-            other.stop().await.unwrap();
-            got
+    let got = ctx
+        .spawn_thread(move |ctx| async move {
+            let other = ctx.coord().await;
+            other.lock(name2).try_acquire().await.unwrap().is_some()
         })
-    })
-    .join()
-    .expect("thread");
+        .join()
+        .expect("thread")?;
     assert!(!got, "another thread's coordinator took a held lock");
     held.release().await?;
-    c.stop().await?;
     Ok(())
 }
 
@@ -256,7 +233,6 @@ async fn get_lock_concurrency_locking_two_lock_thread2(ctx: Ctx) -> Outcome {
     .await??;
     assert!(!got);
     held.release().await?;
-    c.stop().await?;
     Ok(())
 }
 
@@ -270,8 +246,6 @@ async fn get_lock_concurrency_locking2(ctx: Ctx) -> Outcome {
     assert!(other.lock(n1).try_acquire().await?.is_none(), "lock1 freed");
     l2.release().await?;
     l1.release().await?;
-    c.stop().await?;
-    other.stop().await?;
     Ok(())
 }
 
@@ -281,7 +255,6 @@ async fn get_lock_twice_locked_twice(ctx: Ctx) -> Outcome {
     let held = c.lock(name.clone()).acquire().await?;
     assert!(c.lock(name).try_acquire().await?.is_none());
     held.release().await?;
-    c.stop().await?;
     Ok(())
 }
 
@@ -296,8 +269,6 @@ async fn get_lock_context_fails(ctx: Ctx) -> Outcome {
         Error::OperationTimedOut(_)
     );
     held.release().await?;
-    a.stop().await?;
-    b.stop().await?;
     Ok(())
 }
 
@@ -307,7 +278,6 @@ async fn get_lock_context_check_value(ctx: Ctx) -> Outcome {
     let guard = c.lock(name.clone()).acquire().await?;
     assert_eq!(guard.lock().name(), &name);
     guard.release().await?;
-    c.stop().await?;
     Ok(())
 }
 
@@ -322,7 +292,6 @@ async fn lock_context_manager_acquire_no_argument(ctx: Ctx) -> Outcome {
         .acquire_timeout(Duration::from_secs(10))
         .await?;
     again.release().await?;
-    c.stop().await?;
     Ok(())
 }
 
@@ -332,7 +301,6 @@ async fn lock_context_manager_acquire_argument_return_value(ctx: Ctx) -> Outcome
     let guard = lock.acquire_timeout(Duration::from_secs_f64(10.12)).await?;
     assert_eq!(guard.lock().name(), lock.name());
     guard.release().await?;
-    c.stop().await?;
     Ok(())
 }
 
@@ -341,7 +309,6 @@ async fn lock_context_manager_acquire_argument_release_within(ctx: Ctx) -> Outco
     let lock = c.lock(ctx.name("lock"));
     let _guard = lock.acquire_timeout(Duration::from_secs_f64(10.12)).await?;
     assert!(lock.release().await?);
-    c.stop().await?;
     Ok(())
 }
 
@@ -356,8 +323,6 @@ async fn lock_context_manager_acquire_argument(ctx: Ctx) -> Outcome {
     held.release().await?;
     let guard = wait.await??;
     guard.release().await?;
-    a.stop().await?;
-    b.stop().await?;
     Ok(())
 }
 
@@ -367,7 +332,6 @@ async fn lock_context_manager_acquire_argument_timeout(ctx: Ctx) -> Outcome {
     let held = c.lock(name.clone()).acquire().await?;
     assert!(c.lock(name).try_acquire().await?.is_none());
     held.release().await?;
-    c.stop().await?;
     Ok(())
 }
 
@@ -377,7 +341,6 @@ async fn get_lock_locked_twice(ctx: Ctx) -> Outcome {
     let guard = lock.acquire().await?;
     assert!(lock.try_acquire().await?.is_none());
     guard.release().await?;
-    c.stop().await?;
     Ok(())
 }
 
@@ -388,7 +351,6 @@ async fn get_multiple_locks_with_same_coord(ctx: Ctx) -> Outcome {
     assert!(c.lock(name.clone()).try_acquire().await?.is_none());
     assert!(c.lock(name).try_acquire().await?.is_none());
     guard.release().await?;
-    c.stop().await?;
     Ok(())
 }
 
@@ -398,7 +360,6 @@ async fn ensure_acquire_release_return(ctx: Ctx) -> Outcome {
     let _guard = lock.acquire().await?;
     assert!(lock.release().await?);
     assert!(!lock.release().await?);
-    c.stop().await?;
     Ok(())
 }
 
@@ -411,8 +372,6 @@ async fn get_lock_multiple_coords(ctx: Ctx) -> Outcome {
     held.release().await?;
     let guard = lock_b.acquire_timeout(Duration::from_secs(10)).await?;
     guard.release().await?;
-    a.stop().await?;
-    b.stop().await?;
     Ok(())
 }
 
@@ -422,7 +381,6 @@ async fn acquire_twice_no_deadlock_releasing(ctx: Ctx) -> Outcome {
     let _guard = lock.try_acquire().await?.expect("free");
     assert!(lock.try_acquire().await?.is_none());
     assert!(lock.release().await?);
-    c.stop().await?;
     Ok(())
 }
 
@@ -436,9 +394,6 @@ async fn fencing_tokens_increase_across_holders(ctx: Ctx) -> Outcome {
         assert!(last < Some(token), "token {token} after {last:?}");
         last = Some(token);
         guard.release().await?;
-    }
-    for c in coords {
-        c.stop().await?;
     }
     Ok(())
 }
@@ -457,8 +412,6 @@ async fn lost_fires_when_broken(ctx: Ctx) -> Outcome {
         .await?;
     assert!(next.fencing_token() > held.fencing_token());
     next.release().await?;
-    a.stop().await?;
-    b.stop().await?;
     Ok(())
 }
 
@@ -474,7 +427,6 @@ async fn lost_fires_when_session_ends(ctx: Ctx) -> Outcome {
         .acquire_timeout(Duration::from_secs(10))
         .await?;
     next.release().await?;
-    b.stop().await?;
     Ok(())
 }
 
@@ -495,9 +447,6 @@ async fn abandoned_wait_does_not_take_the_lock(ctx: Ctx) -> Outcome {
         .acquire_timeout(Duration::from_secs(10))
         .await?;
     guard.release().await?;
-    for coord in [a, b, c] {
-        coord.stop().await?;
-    }
     Ok(())
 }
 
@@ -510,8 +459,6 @@ async fn dropped_guard_releases(ctx: Ctx) -> Outcome {
         .acquire_timeout(Duration::from_secs(10))
         .await?;
     guard.release().await?;
-    a.stop().await?;
-    b.stop().await?;
     Ok(())
 }
 
@@ -525,8 +472,6 @@ async fn waiter_is_handed_the_lock(ctx: Ctx) -> Outcome {
     held.release().await?;
     let guard = tokio::time::timeout(Duration::from_secs(10), waiter).await???;
     guard.release().await?;
-    a.stop().await?;
-    b.stop().await?;
     Ok(())
 }
 
@@ -543,8 +488,6 @@ async fn holder_is_reported(ctx: Ctx) -> Outcome {
         Some(a.member_id())
     );
     guard.release().await?;
-    a.stop().await?;
-    b.stop().await?;
     Ok(())
 }
 
@@ -556,29 +499,25 @@ async fn two_threads_never_hold_one_lock(ctx: Ctx) -> Outcome {
     let last_token = Arc::new(AtomicU64::new(0));
     let mut threads = Vec::new();
     for _ in 0..2 {
-        let (ctx, name) = (ctx.clone(), name.clone());
+        let name = name.clone();
         let (inside, last_token) = (inside.clone(), last_token.clone());
-        threads.push(std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            rt.block_on(async {
-                let c = ctx.coord().await;
-                let lock = c.lock(name);
-                for _ in 0..ROUNDS {
-                    let guard = lock.acquire().await.unwrap();
-                    assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
-                    let token = guard.fencing_token().0;
-                    let previous = last_token.swap(token, Ordering::SeqCst);
-                    assert!(token > previous, "token {token} after {previous}");
-                    std::thread::sleep(Duration::from_micros(200));
-                    inside.store(false, Ordering::SeqCst);
-                    assert!(guard.release().await.unwrap());
-                }
-                c.stop().await.unwrap();
-            })
+        threads.push(ctx.spawn_thread(move |ctx| async move {
+            let c = ctx.coord().await;
+            let lock = c.lock(name);
+            for _ in 0..ROUNDS {
+                let guard = lock.acquire().await.unwrap();
+                assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
+                let token = guard.fencing_token().0;
+                let previous = last_token.swap(token, Ordering::SeqCst);
+                assert!(token > previous, "token {token} after {previous}");
+                std::thread::sleep(Duration::from_micros(200));
+                inside.store(false, Ordering::SeqCst);
+                assert!(guard.release().await.unwrap());
+            }
         }));
     }
     for t in threads {
-        t.join().map_err(|_| "a thread panicked")?;
+        t.join().map_err(|_| "a thread panicked")??;
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Odd names: every driver either works with them or answers a typed error.
 
-use tooz::{Coordinator, Error, Id};
+use tooz::{Error, Id};
 
 use crate::cases;
 use crate::ctx::{Case, Ctx, Outcome};
@@ -48,14 +48,12 @@ async fn empty_names_are_rejected(ctx: Ctx) -> Outcome {
     assert!(typed_name_error(&c.create_group("").await));
     assert!(typed_name_error(&c.join_group("", ()).await));
     assert!(typed_name_error(&c.get_members("").await));
-    c.stop().await?;
     let nobody = ctx.coord_as("").await;
     let group = ctx.name("group");
     if ctx.support.groups {
         nobody.create_group(group.clone()).await?;
         assert!(typed_name_error(&nobody.join_group(group, ()).await));
     }
-    nobody.stop().await?;
     Ok(())
 }
 
@@ -77,7 +75,6 @@ async fn odd_group_names(ctx: Ctx) -> Outcome {
         c.delete_group(group.clone()).await?;
         assert!(!c.get_groups().await?.contains(&group));
     }
-    c.stop().await?;
     Ok(())
 }
 
@@ -95,8 +92,6 @@ async fn odd_lock_names(ctx: Ctx) -> Outcome {
         );
         assert!(guard.release().await?);
     }
-    a.stop().await?;
-    b.stop().await?;
     Ok(())
 }
 
@@ -112,9 +107,7 @@ async fn odd_member_ids(ctx: Ctx) -> Outcome {
             assert!(owner.get_members(group.clone()).await?.contains(&member));
             c.leave_group(group.clone()).await?;
         }
-        c.stop().await?;
     }
-    owner.stop().await?;
     Ok(())
 }
 
@@ -123,14 +116,11 @@ async fn oversized_names_are_rejected(ctx: Ctx) -> Outcome {
     let c = ctx.coord().await;
     assert!(typed_name_error(&c.lock(huge.clone()).try_acquire().await));
     assert!(typed_name_error(&c.create_group(huge.clone()).await));
-    c.stop().await?;
-    let coord = Coordinator::connect(&ctx.url, huge).await?;
-    coord.start().await?;
+    let coord = ctx.coord_as(huge).await;
     if ctx.support.groups {
         let group = ctx.name("group");
         coord.create_group(group.clone()).await?;
         assert!(typed_name_error(&coord.join_group(group, ()).await));
     }
-    coord.stop().await?;
     Ok(())
 }

@@ -29,7 +29,6 @@ async fn join_partitioned_group(ctx: Ctx) -> Outcome {
     assert_eq!(part.view().members().len(), 1);
     assert!(part.belongs_to_self(&"anything"));
     part.leave().await?;
-    c.stop().await?;
     Ok(())
 }
 
@@ -59,8 +58,6 @@ async fn partitioner_members_agree_with_weights(ctx: Ctx) -> Outcome {
     assert_eq!(both.len(), 2);
     let only_b = pa.members_for_object(&"k", &[a.member_id().clone()], 2);
     assert_eq!(only_b, [b.member_id().clone()].into_iter().collect());
-    a.stop().await?;
-    b.stop().await?;
     Ok(())
 }
 
@@ -84,8 +81,6 @@ async fn partitioner_follows_leaves(ctx: Ctx) -> Outcome {
     .await?;
     assert!(view.epoch > before);
     assert!((0..100u32).all(|k| view.belongs_to_self(&k)));
-    a.stop().await?;
-    b.stop().await?;
     Ok(())
 }
 
@@ -113,8 +108,6 @@ async fn partitioner_ownership_changes(ctx: Ctx) -> Outcome {
             "key {key} lost by a but not owned by b"
         );
     }
-    a.stop().await?;
-    b.stop().await?;
     Ok(())
 }
 
@@ -136,7 +129,5 @@ async fn partitioner_hash_consistent(ctx: Ctx) -> Outcome {
         pa.members_for_object(&bytes, &[], 1),
         pb.members_for_object(&bytes, &[], 1)
     );
-    a.stop().await?;
-    b.stop().await?;
     Ok(())
 }

@@ -62,8 +62,6 @@ async fn watch_group_join(ctx: Ctx) -> Outcome {
     other.join_group(group.clone(), ()).await?;
     assert!(c.run_watchers(QUIET).await?.is_empty());
     assert_eq!(seen.lock().unwrap().len(), 1);
-    c.stop().await?;
-    other.stop().await?;
     Ok(())
 }
 
@@ -95,8 +93,6 @@ async fn watch_leave_group(ctx: Ctx) -> Outcome {
     other.leave_group(group.clone()).await?;
     assert!(c.run_watchers(QUIET).await?.is_empty());
     assert_eq!(seen.lock().unwrap().len(), 3);
-    c.stop().await?;
-    other.stop().await?;
     Ok(())
 }
 
@@ -118,8 +114,6 @@ async fn watch_join_group_disappear(ctx: Ctx) -> Outcome {
     other.join_group_create(group.clone(), ()).await?;
     let events = watch_events(&c, 1).await;
     assert_eq!(events, [joined(&group, other.member_id())]);
-    c.stop().await?;
-    other.stop().await?;
     Ok(())
 }
 
@@ -131,7 +125,6 @@ async fn watch_join_group_non_existent(ctx: Ctx) -> Outcome {
         Error::GroupNotCreated { .. }
     );
     assert_eq!(c.watch_count(group), (0, 0, 0));
-    c.stop().await?;
     Ok(())
 }
 
@@ -149,8 +142,6 @@ async fn watch_join_group_booted_out(ctx: Ctx) -> Outcome {
     let events = watch_events(&c, 1).await;
     assert_eq!(events, [left(&group, &member)]);
     assert!(!c.joined_groups().contains(&group));
-    twin.stop().await?;
-    c.stop().await?;
     Ok(())
 }
 
@@ -162,7 +153,6 @@ async fn watch_leave_group_non_existent(ctx: Ctx) -> Outcome {
         Error::GroupNotCreated { .. }
     );
     assert_eq!(c.watch_count(group), (0, 0, 0));
-    c.stop().await?;
     Ok(())
 }
 
@@ -179,7 +169,6 @@ async fn unwatch_join_group_callback_not_found(ctx: Ctx) -> Outcome {
         c.unwatch_join_group(ctx.name("other"), id),
         Error::WatchCallbackNotFound { .. }
     );
-    c.stop().await?;
     Ok(())
 }
 
@@ -191,7 +180,6 @@ async fn unwatch_leave_group(ctx: Ctx) -> Outcome {
     assert_eq!(c.watch_count(group.clone()), (0, 1, 0));
     c.unwatch_leave_group(group.clone(), id)?;
     assert_eq!(c.watch_count(group), (0, 0, 0));
-    c.stop().await?;
     Ok(())
 }
 
@@ -208,7 +196,6 @@ async fn unwatch_leave_group_callback_not_found(ctx: Ctx) -> Outcome {
         c.unwatch_leave_group(group, WatchId::from_raw(u64::MAX)),
         Error::WatchCallbackNotFound { .. }
     );
-    c.stop().await?;
     Ok(())
 }
 
@@ -227,8 +214,6 @@ async fn register_hook(ctx: Ctx) -> Outcome {
     let events = watch_events(&c, 1).await;
     assert_eq!(events.len(), 1);
     assert_eq!(*calls.lock().unwrap(), ["first", "second"]);
-    c.stop().await?;
-    other.stop().await?;
     Ok(())
 }
 
@@ -250,8 +235,6 @@ async fn unregister_hook(ctx: Ctx) -> Outcome {
     other.join_group(group.clone(), ()).await?;
     watch_events(&c, 1).await;
     assert_eq!(*calls.lock().unwrap(), ["second"]);
-    c.stop().await?;
-    other.stop().await?;
     Ok(())
 }
 
@@ -262,7 +245,6 @@ async fn run_watchers_without_events_returns_empty(ctx: Ctx) -> Outcome {
     c.create_group(group.clone()).await?;
     c.watch_join_group(group, |_| {}).await?;
     assert!(c.run_watchers(QUIET).await?.is_empty());
-    c.stop().await?;
     Ok(())
 }
 
@@ -293,10 +275,6 @@ async fn watch_stream_in_order(ctx: Ctx) -> Outcome {
         }
     }
     assert_eq!(got, expected);
-    for mc in coords {
-        mc.stop().await?;
-    }
-    c.stop().await?;
     Ok(())
 }
 
@@ -330,10 +308,6 @@ async fn watch_stream_converges(ctx: Ctx) -> Outcome {
             other => panic!("unexpected {other:?}"),
         }
     }
-    for mc in coords {
-        mc.stop().await?;
-    }
-    c.stop().await?;
     Ok(())
 }
 
@@ -346,7 +320,6 @@ async fn watch_stream_sees_other_coordinators(ctx: Ctx) -> Outcome {
     assert_eq!(next(&mut stream).await, joined(&group, other.member_id()));
     other.stop().await?;
     assert_eq!(next(&mut stream).await, left(&group, other.member_id()));
-    c.stop().await?;
     Ok(())
 }
 
