@@ -23,13 +23,14 @@ use ctx::{Case, Ctx};
 /// Longest a single case may run before it counts as hung.
 const CASE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// URLs of the drivers that need no server.
-/// Every driver that needs no server. zake runs twice: pushing, and polling so that the core's
-/// diffing fallback is tested too.
+/// Every driver that needs no server. zake runs three times: pushing with a lock queue;
+/// polling, so that the core's diffing fallback is tested too; and waiting for locks by
+/// retrying, so that the `Driver` trait's default wait (`acquire_by_retrying`) is tested too.
 fn default_urls() -> String {
     let mut urls = vec![
         "zake://".to_string(),
         "zake://?watch=poll&poll_interval=0.02".into(),
+        "zake://?lock_wait=retry&poll_interval=0.02".into(),
     ];
     if cfg!(feature = "file") {
         let dir = std::env::temp_dir().join(format!("tooz-behaviour-{}", std::process::id()));

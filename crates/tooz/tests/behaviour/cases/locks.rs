@@ -1,6 +1,6 @@
 //! Locks (tooz's group H) plus fencing, `lost()`, cancellation and a two-thread stress case.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +45,8 @@ pub fn cases() -> Vec<Case> {
         Locks => abandoned_wait_does_not_take_the_lock,
         Locks => dropped_guard_releases,
         Locks => waiter_is_handed_the_lock,
+        Locks => dropped_acquire_does_not_take_the_lock,
+        Locks => every_waiter_is_served_in_turn,
         Locks => holder_is_reported,
         Locks => two_threads_never_hold_one_lock,
     ]
@@ -447,6 +449,75 @@ async fn abandoned_wait_does_not_take_the_lock(ctx: Ctx) -> Outcome {
         .acquire_timeout(Duration::from_secs(10))
         .await?;
     guard.release().await?;
+    Ok(())
+}
+
+/// An acquire whose future is dropped while it waits leaves nothing behind: no lock taken
+/// when the holder releases, no queue place ahead of later waiters.
+async fn dropped_acquire_does_not_take_the_lock(ctx: Ctx) -> Outcome {
+    let (a, b, c) = (ctx.coord().await, ctx.coord().await, ctx.coord().await);
+    let name = ctx.name("lock");
+    let held = a.lock(name.clone()).acquire().await?;
+    let lock_b = b.lock(name.clone());
+    let waiting = lock_b.clone();
+    let waiter = tokio::spawn(async move { waiting.acquire().await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    waiter.abort();
+    assert!(
+        waiter.await.is_err_and(|e| e.is_cancelled()),
+        "the wait was dropped"
+    );
+    held.release().await?;
+    let guard = c
+        .lock(name)
+        .acquire_timeout(Duration::from_secs(10))
+        .await?;
+    assert!(!lock_b.is_held(), "the dropped acquire holds nothing");
+    guard.release().await?;
+    Ok(())
+}
+
+/// Several waiters on one held lock: each is served once the one before releases, with a
+/// larger fencing token each time, and never two at once (no waiter is starved or forgotten,
+/// whether the driver queues waiters or they retry).
+async fn every_waiter_is_served_in_turn(ctx: Ctx) -> Outcome {
+    const WAITERS: usize = 4;
+    let name = ctx.name("lock");
+    let holder = ctx.coord().await;
+    let held = holder.lock(name.clone()).acquire().await?;
+    let first_token = held.fencing_token();
+    let inside = Arc::new(AtomicUsize::new(0));
+    let mut waiters = Vec::new();
+    for _ in 0..WAITERS {
+        let lock = ctx.coord().await.lock(name.clone());
+        let inside = inside.clone();
+        waiters.push(tokio::spawn(async move {
+            let guard = lock.acquire_timeout(Duration::from_secs(20)).await?;
+            let token = guard.fencing_token();
+            assert_eq!(
+                inside.fetch_add(1, Ordering::SeqCst),
+                0,
+                "two holders at once"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            inside.fetch_sub(1, Ordering::SeqCst);
+            guard.release().await?;
+            Ok::<_, Error>(token)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    held.release().await?;
+    let mut tokens = Vec::new();
+    for waiter in waiters {
+        tokens.push(waiter.await??);
+    }
+    tokens.sort();
+    tokens.dedup();
+    assert_eq!(tokens.len(), WAITERS, "every waiter got its own token");
+    assert!(
+        tokens[0] > first_token,
+        "tokens grow past the first holder's"
+    );
     Ok(())
 }
 
