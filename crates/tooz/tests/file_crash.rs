@@ -29,6 +29,126 @@ fn child_holds_until_killed() {
     });
 }
 
+const DRIVER_LOCK_CHILD_ENV: &str = "TOOZ_FILE_DRIVER_LOCK_CHILD";
+
+/// Child entry point: take `.driver_lock` of a directory as Python tooz does (a classic
+/// process-owned `fcntl` record lock), say so, and keep it until killed.
+#[test]
+fn child_holds_the_driver_lock() {
+    let Ok(spec) = std::env::var(DRIVER_LOCK_CHILD_ENV) else {
+        return; // not a child: nothing to do
+    };
+    let [lock_path, ready]: [&str; 2] = spec.split('|').collect::<Vec<_>>().try_into().unwrap();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_path)
+        .unwrap();
+    // SAFETY: `flock` is a plain C struct; all-zero bytes are a valid value.
+    let mut request: libc::flock = unsafe { std::mem::zeroed() };
+    request.l_type = libc::F_WRLCK as libc::c_short;
+    request.l_whence = libc::SEEK_SET as libc::c_short;
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is open and `request` is a valid `flock`.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLKW, &mut request) };
+    assert_eq!(
+        rc,
+        0,
+        "locking {lock_path}: {}",
+        std::io::Error::last_os_error()
+    );
+    std::fs::write(ready, b"").unwrap();
+    std::thread::sleep(Duration::from_secs(60)); // bounded: the parent kills us
+}
+
+/// A peer process holding the directory's `.driver_lock` is stopped (SIGSTOP): a group call
+/// fails with the timeout error within the configured bound, and the runtime's only worker
+/// keeps running other tasks meanwhile. Once the peer is gone, the same call succeeds.
+#[tokio::test(flavor = "current_thread")]
+async fn a_stopped_peer_holding_the_driver_lock_blocks_no_thread() {
+    let dir = TempDir::new("tooz-stopped-peer");
+    // The driver's own wait ends after `timeout`; the core's bound of one call after
+    // `operation_timeout`, which may be set apart from it.
+    let short_timeout = format!("{}?timeout=2", dir.url());
+    let short_bound = format!("{}?timeout=30&operation_timeout=0.5", dir.url());
+    let owner = Coordinator::connect(&short_timeout, "owner").await.unwrap();
+    owner.start().await.unwrap();
+    owner.create_group("g").await.unwrap();
+
+    let ready = dir.0.join("ready");
+    let mut peer = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_holds_the_driver_lock", "--nocapture"])
+        .env(
+            DRIVER_LOCK_CHILD_ENV,
+            format!(
+                "{}|{}",
+                dir.0.join(".driver_lock").display(),
+                ready.display()
+            ),
+        )
+        .spawn()
+        .unwrap();
+    wait_for_file(&ready);
+    signal(&peer, libc::SIGSTOP);
+
+    let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let ticker = tokio::spawn({
+        let ticks = ticks.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    for (url, bound, member) in [
+        (&short_timeout, Duration::from_secs(2), "waiter-1"),
+        (&short_bound, Duration::from_millis(500), "waiter-2"),
+    ] {
+        let waiter = Coordinator::connect(url, member).await.unwrap();
+        waiter.start().await.unwrap();
+        let before = ticks.load(std::sync::atomic::Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let joined = waiter.join_group("g", ()).await;
+        let took = started.elapsed();
+        assert!(
+            matches!(joined, Err(Error::OperationTimedOut(_))),
+            "{url}: {joined:?}"
+        );
+        assert!(
+            took >= bound,
+            "{url}: gave up after {took:?}, before {bound:?}"
+        );
+        assert!(
+            took < bound + Duration::from_secs(3),
+            "{url}: took {took:?}"
+        );
+        let ran = ticks.load(std::sync::atomic::Ordering::Relaxed) - before;
+        assert!(
+            ran * 10 >= bound.as_millis() as u64 / 2,
+            "{url}: the worker ran {ran} ticks"
+        );
+        waiter.stop().await.unwrap();
+    }
+    ticker.abort();
+
+    signal(&peer, libc::SIGCONT);
+    kill9(&mut peer);
+    let waiter = Coordinator::connect(&short_timeout, "waiter-3")
+        .await
+        .unwrap();
+    waiter.start().await.unwrap();
+    waiter.join_group("g", ()).await.unwrap();
+    assert!(owner
+        .get_members("g")
+        .await
+        .unwrap()
+        .contains(&Id::from("waiter-3")));
+    waiter.stop().await.unwrap();
+    owner.stop().await.unwrap();
+}
+
 fn spawn_child(url: &str, ready: &std::path::Path) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args([

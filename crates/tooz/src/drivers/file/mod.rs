@@ -192,14 +192,15 @@ impl FileDriver {
         let deadline = Instant::now() + self.timeout;
         let mut nap = DRIVER_LOCK_FIRST_NAP;
         while !oslock::try_lock(file, Kind::Exclusive).map_err(|e| io_error("locking", &path, e))? {
-            if Instant::now() + nap > deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
                 return Err(Error::OperationTimedOut(format!(
                     "{} stayed locked by another process for {:?}",
                     path.display(),
                     self.timeout
                 )));
             }
-            tokio::time::sleep(nap).await;
+            tokio::time::sleep(nap.min(left)).await;
             nap = (nap * 2).min(DRIVER_LOCK_LONGEST_NAP);
         }
         let result = f();
