@@ -79,3 +79,38 @@ fn secrets_do_not_leak_through_errors_or_debug() {
     assert!(!format!("{coord:?}").contains("hunter2"), "{coord:?}");
     assert!(!coord.url().to_string().contains("hunter2"));
 }
+
+/// A driver built from a URL that adjusts nothing declares exactly the facts the registry
+/// lists (what `tooz drivers` prints); options that change a fact change it in both
+/// `characteristics()`/`support()` and nowhere else.
+#[test]
+fn built_drivers_declare_the_registry_facts() {
+    let dir = std::env::temp_dir().join(format!("tooz-facts-{}", std::process::id()));
+    let urls = [
+        "zake://".to_string(),
+        format!("file://{}", dir.display()),
+        "ipc://".into(),
+        "redis://127.0.0.1:1".into(),
+        "zookeeper://127.0.0.1:1".into(),
+    ];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for url in urls {
+        let Ok(coord) = rt.block_on(Coordinator::connect(&url, "m")) else {
+            continue; // not compiled in
+        };
+        let entry = tooz::drivers::lookup(coord.driver_name()).unwrap();
+        let facts = entry.facts.expect("a built driver lists its facts");
+        assert_eq!(coord.characteristics(), facts.characteristics, "{url}");
+        assert_eq!(coord.support(), facts.support, "{url}");
+    }
+    let polled = rt.block_on(Coordinator::connect("zake://?watch=poll", "m")).unwrap();
+    assert_eq!(polled.support().watch, tooz::WatchKind::Poll);
+    let zake = tooz::drivers::lookup("zake").unwrap().facts.unwrap();
+    assert_eq!(
+        tooz::Support {
+            watch: tooz::WatchKind::Push,
+            ..polled.support()
+        },
+        zake.support
+    );
+}
