@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use crate::callbacks::Hub;
 use crate::characteristics::Characteristics;
-use crate::core::{refresh_locks, Core};
+use crate::core::Core;
 use crate::driver::Driver;
 use crate::election::Leadership;
 use crate::error::{Error, Result};
@@ -228,26 +228,30 @@ impl Coordinator {
         let joined: Vec<Id> = std::mem::take(&mut *self.inner.joined.lock().unwrap())
             .into_iter()
             .collect();
+        let (driver, me) = (&self.inner.driver, &self.inner.member);
         for group in joined {
-            if let Err(error) = self
-                .inner
-                .driver
-                .leave_group(&group, &self.inner.member)
-                .await
-            {
+            let leave = driver.leave_group(&group, me);
+            if let Err(error) = self.inner.call("leave_group", &[], leave).await {
                 tracing::debug!(%group, %error, "leave on stop failed");
             }
         }
         for acq in self.inner.held() {
             acq.req.lost.fire(LostReason::CoordinatorStopped);
-            if let Err(error) = self.inner.driver.lock_release(&acq.req).await {
+            let release = driver.lock_release(&acq.req);
+            if let Err(error) = self.inner.call("lock_release", &[], release).await {
                 tracing::debug!(lock = %acq.req.name, %error, "release on stop failed");
             }
         }
         self.inner.held.lock().unwrap().clear();
         self.inner.abort_background();
         self.inner.started.store(false, Ordering::Release);
-        let result = self.inner.driver.stop().await;
+        let bound = self.inner.operation_timeout;
+        let result = tokio::time::timeout(bound, self.inner.driver.stop())
+            .await
+            .unwrap_or_else(|_| {
+                let late = format!("disconnecting took longer than {bound:?}");
+                Err(Error::OperationTimedOut(late))
+            });
         self.inner.state.send_replace(ConnectionState::Disconnected);
         result
     }
@@ -260,7 +264,14 @@ impl Coordinator {
                 tokio::time::sleep_until(next_beat).await;
                 let Some(inner) = weak.upgrade() else { return };
                 let beat_started = tokio::time::Instant::now();
-                match inner.driver.heartbeat().await {
+                let bound = inner.operation_timeout;
+                let beat = tokio::time::timeout(bound, inner.driver.heartbeat())
+                    .await
+                    .unwrap_or_else(|_| {
+                        let late = format!("heartbeat took longer than {bound:?}");
+                        Err(Error::OperationTimedOut(late))
+                    });
+                match beat {
                     Ok(next) => {
                         period = next.unwrap_or(period);
                         match events.current() {
@@ -272,7 +283,7 @@ impl Coordinator {
                             ConnectionState::Lost => events.report(ConnectionState::Connected),
                             _ => {}
                         }
-                        refresh_locks(&inner).await;
+                        inner.refresh_locks().await;
                     }
                     Err(error) => {
                         tracing::warn!(%error, "heartbeat failed");
@@ -552,10 +563,12 @@ impl Coordinator {
             .into_iter()
             .filter(|a| a.req.name == name)
             .collect();
+        let driver = &self.inner.driver;
         for acq in &mine {
             self.inner.untrack(acq);
             acq.req.lost.fire(LostReason::SteppedDown);
-            self.inner.driver.lock_release(&acq.req).await?;
+            let release = driver.lock_release(&acq.req);
+            self.inner.call("stand_down", &[], release).await?;
         }
         Ok(!mine.is_empty())
     }

@@ -102,16 +102,9 @@ impl Core {
             task.abort();
         }
     }
-}
 
-impl Drop for Core {
-    fn drop(&mut self) {
-        self.abort_background();
-    }
-}
-
-impl Core {
-    /// Runs one driver call after the common checks, in a span, bounded by the session timeout.
+    /// Runs one driver call after the common checks (started, names), in a span, bounded by
+    /// the operation timeout.
     pub(crate) async fn call<T>(
         &self,
         op: &'static str,
@@ -147,18 +140,24 @@ impl Core {
             reason: "the backend has no lock that can elect a leader",
         })
     }
+
+    /// Refreshes every held lock; those the backend no longer has are reported lost.
+    pub(crate) async fn refresh_locks(&self) {
+        for acq in self.held() {
+            match self.driver.lock_refresh(&acq.req).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.untrack(&acq);
+                    acq.req.lost.fire(LostReason::Expired);
+                }
+                Err(error) => tracing::warn!(lock = %acq.req.name, %error, "lock refresh failed"),
+            }
+        }
+    }
 }
 
-/// Refreshes every held lock; those the backend no longer has are reported lost.
-pub(crate) async fn refresh_locks(inner: &Core) {
-    for acq in inner.held() {
-        match inner.driver.lock_refresh(&acq.req).await {
-            Ok(true) => {}
-            Ok(false) => {
-                inner.untrack(&acq);
-                acq.req.lost.fire(LostReason::Expired);
-            }
-            Err(error) => tracing::warn!(lock = %acq.req.name, %error, "lock refresh failed"),
-        }
+impl Drop for Core {
+    fn drop(&mut self) {
+        self.abort_background();
     }
 }

@@ -177,7 +177,8 @@ impl Lock {
         if acq.req.lost.reason().is_some() {
             return Ok(false);
         }
-        coord.driver.lock_release(&acq.req).await
+        let release = coord.driver.lock_release(&acq.req);
+        coord.call("lock_release", &[], release).await
     }
 
     /// Frees the lock whoever holds it; `true` if it was held. The holder's `lost()` fires.

@@ -38,6 +38,7 @@ struct Flaky {
     locks: Mutex<HashMap<Id, String>>,
     beats: AtomicU64,
     heartbeat_fails: AtomicBool,
+    heartbeat_hangs: AtomicBool,
     locks_expire: AtomicBool,
 }
 
@@ -60,6 +61,9 @@ impl Driver for Flaky {
     }
     async fn heartbeat(&self) -> Result<Option<Duration>> {
         self.beats.fetch_add(1, Ordering::SeqCst);
+        if self.heartbeat_hangs.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         if self.heartbeat_fails.load(Ordering::SeqCst) {
             return Err(tooz::Error::Connection("heartbeat refused".into()));
         }
@@ -151,6 +155,29 @@ async fn failing_heartbeats_suspend_then_lose_the_session() {
         .unwrap();
     assert_eq!(reason, LostReason::SessionLost);
     assert_eq!(coord.connection_state(), ConnectionState::Lost);
+    coord.stop().await.unwrap();
+}
+
+/// A heartbeat that never answers (a black-holed connection) counts as failed once the
+/// operation bound has passed: the session is suspended, then lost.
+#[tokio::test]
+async fn a_hanging_heartbeat_suspends_then_loses_the_session() {
+    let driver = Arc::new(Flaky::default());
+    let coord = start(&driver).await;
+    let guard = coord.lock("l").acquire().await.unwrap();
+    let mut states = coord.connection_states();
+    driver.heartbeat_hangs.store(true, Ordering::SeqCst);
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        states.wait_for(|s| *s == ConnectionState::Suspended),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(5), guard.lost())
+        .await
+        .unwrap();
+    assert_eq!(reason, LostReason::SessionLost);
     coord.stop().await.unwrap();
 }
 

@@ -103,7 +103,9 @@ fn built_drivers_declare_the_registry_facts() {
         assert_eq!(coord.characteristics(), facts.characteristics, "{url}");
         assert_eq!(coord.support(), facts.support, "{url}");
     }
-    let polled = rt.block_on(Coordinator::connect("zake://?watch=poll", "m")).unwrap();
+    let polled = rt
+        .block_on(Coordinator::connect("zake://?watch=poll", "m"))
+        .unwrap();
     assert_eq!(polled.support().watch, tooz::WatchKind::Poll);
     let zake = tooz::drivers::lookup("zake").unwrap().facts.unwrap();
     assert_eq!(
