@@ -1,4 +1,5 @@
-//! Helpers shared by integration tests: temp dirs, child processes, the Python tooz peer.
+//! Helpers shared by integration tests: temp dirs, child processes, the Python tooz peer,
+//! URL lists.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -149,4 +150,42 @@ impl SignalledPeer {
             .await
             .unwrap()
     }
+}
+
+/// Splits a comma-separated URL list. A piece without `://` continues the URL before it, so
+/// that URLs listing several hosts (`zookeeper://h1:2181,h2:2181`) stay whole.
+pub fn split_urls(list: &str) -> Vec<String> {
+    let mut urls: Vec<String> = Vec::new();
+    for piece in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match urls.last_mut() {
+            Some(last) if !piece.contains("://") => {
+                last.push(',');
+                last.push_str(piece);
+            }
+            _ => urls.push(piece.to_string()),
+        }
+    }
+    urls
+}
+
+/// Each URL with the label naming its tests: its scheme, told apart from other URLs of the
+/// same scheme by its options, or by its address when it has none (`redis[127.0.0.1:6379]`).
+pub fn url_labels(urls: &[String]) -> Vec<(String, String)> {
+    let scheme_of = |u: &str| u.split("://").next().unwrap_or_default().to_string();
+    urls.iter()
+        .map(|url| {
+            let scheme = scheme_of(url);
+            let repeated = urls.iter().filter(|u| scheme_of(u) == scheme).count() > 1;
+            let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+            let label = match rest.split_once('?') {
+                Some((_, options)) => options,
+                None => rest,
+            };
+            if repeated && !label.is_empty() {
+                (url.clone(), format!("{scheme}[{label}]"))
+            } else {
+                (url.clone(), scheme)
+            }
+        })
+        .collect()
 }
