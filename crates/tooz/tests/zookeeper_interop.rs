@@ -1,7 +1,7 @@
 //! The zookeeper driver and Python tooz 9 (kazoo) on one ZooKeeper server: locks exclude
 //! both ways and hand over in queue order, members and capabilities are read both ways (with
 //! msgpack type fidelity), elections are exclusive across the two. Also: digest auth (the
-//! nodes' ACL is the one Python tooz gives them) and a chroot.
+//! nodes' ACL is the one Python tooz gives them).
 //!
 //! Server: `TOOZ_ZOOKEEPER_URL` (default `zookeeper://127.0.0.1:2181`, started by
 //! `scripts/services up zookeeper python-tooz`). Without the server or the Python venv the
@@ -253,48 +253,4 @@ async fn digest_auth_protects_nodes_and_matches_python() {
     }
     guard.release().await.unwrap();
     authed.stop().await.unwrap();
-}
-
-#[tokio::test]
-async fn a_chroot_is_created_and_confines_the_layout() {
-    let Some(outside) = coord("outside").await else {
-        return;
-    };
-    let chroot = unique("/chroot");
-    let base = url();
-    let inside_url = format!("{}{chroot}", base.split('?').next().unwrap());
-    let inside = Coordinator::connect(&inside_url, "inside").await.unwrap();
-    inside.start().await.unwrap();
-    let group = unique("group");
-    inside.join_group_create(group.as_str(), ()).await.unwrap();
-    assert!(inside
-        .get_groups()
-        .await
-        .unwrap()
-        .contains(&Id::from(group.as_str())));
-    // Seen from outside the chroot, the group is not in the default namespace.
-    assert!(!outside
-        .get_groups()
-        .await
-        .unwrap()
-        .contains(&Id::from(group.as_str())));
-    let nested = Coordinator::connect(
-        &format!(
-            "{}?namespace={}/tooz",
-            base.split('?').next().unwrap(),
-            &chroot[1..]
-        ),
-        "nested",
-    )
-    .await
-    .unwrap();
-    nested.start().await.unwrap();
-    assert!(nested
-        .get_members(group.as_str())
-        .await
-        .unwrap()
-        .contains(&Id::from("inside")));
-    for c in [inside, outside, nested] {
-        c.stop().await.unwrap();
-    }
 }
