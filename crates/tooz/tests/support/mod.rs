@@ -106,52 +106,6 @@ pub fn python_output(python: &Path, script: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
-/// A Python peer that says when it is ready and waits to be told to go on: its last two
-/// arguments are a READY file it creates and a GO file it waits for (both in a temp dir of
-/// its own).
-pub struct SignalledPeer {
-    child: std::process::Child,
-    dir: TempDir,
-}
-
-impl SignalledPeer {
-    /// Starts `script args... READY GO` and waits (bounded) until it created READY; panics
-    /// with its stderr if it exits first.
-    pub async fn start(python: &Path, script: &str, args: &[&str]) -> SignalledPeer {
-        let dir = TempDir::new("tooz-peer");
-        let (ready, go) = (dir.0.join("ready"), dir.0.join("go"));
-        let mut all = args.to_vec();
-        all.extend([ready.to_str().unwrap(), go.to_str().unwrap()]);
-        let mut child = python_peer(python, script, &all)
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("run python");
-        let end = Instant::now() + Duration::from_secs(30);
-        while !ready.exists() {
-            if let Some(status) = child.try_wait().unwrap() {
-                let mut stderr = String::new();
-                std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).ok();
-                panic!("python {script} {args:?} exited ({status}) before ready: {stderr}");
-            }
-            assert!(Instant::now() < end, "python {script} {args:?} never ready");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        SignalledPeer { child, dir }
-    }
-
-    /// Creates GO: the peer goes on.
-    pub fn go(&self) {
-        std::fs::write(self.dir.0.join("go"), b"").unwrap();
-    }
-
-    /// Waits until the peer exits; `true` if it succeeded.
-    pub async fn exited_ok(mut self) -> bool {
-        tokio::task::spawn_blocking(move || self.child.wait().unwrap().success())
-            .await
-            .unwrap()
-    }
-}
-
 /// Splits a comma-separated URL list. A piece without `://` continues the URL before it, so
 /// that URLs listing several hosts (`zookeeper://h1:2181,h2:2181`) stay whole.
 pub fn split_urls(list: &str) -> Vec<String> {
