@@ -89,7 +89,7 @@ def probe(url):
             call()
             say(part, "ok")
         except tooz.NotImplemented as e:
-            say(part, "NotImplemented:", e)
+            say(part, f"NotImplemented: {e}".rstrip(": "))
         except Exception as e:
             say(part, "error:", repr(e))
     try:

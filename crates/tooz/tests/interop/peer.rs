@@ -100,13 +100,6 @@ impl Peer {
         Peer::start(python, args).finish().await
     }
 
-    /// [`Peer::run`] that panics on failure.
-    pub async fn output(python: &Path, args: &[&str]) -> String {
-        Peer::run(python, args)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-    }
-
     /// The next line the peer prints (bounded); panics if it exits or fails first.
     pub async fn line(&mut self) -> String {
         match tokio::time::timeout(PEER_WAIT, self.stdout.next_line()).await {
@@ -125,7 +118,7 @@ impl Peer {
         assert_eq!(line, want, "from {}", self.what);
     }
 
-    /// Whether the peer prints a line within `wait` (the line is consumed).
+    /// The line the peer prints within `wait`, if it prints one.
     pub async fn says_within(&mut self, wait: Duration) -> Option<String> {
         tokio::time::timeout(wait, self.line()).await.ok()
     }
