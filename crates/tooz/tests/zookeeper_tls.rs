@@ -175,10 +175,10 @@ async fn python_tooz_over_tls_shares_locks_and_groups() {
     let rust = start(&url, "tls-rust").await.expect("TLS connection");
     let name = format!("tls-interop-{}", std::process::id());
     let held = rust.lock(name.as_str()).acquire().await.unwrap();
-    let out = support::python_output(&py, "zookeeper_peer.py", &["try-lock", &url, &name]);
+    let out = support::python_output(&py, "peer.py", &["try-lock", &url, &name]);
     assert_eq!(out.trim(), "busy", "Python over TLS sees the Rust holder");
     held.release().await.unwrap();
-    let out = support::python_output(&py, "zookeeper_peer.py", &["try-lock", &url, &name]);
+    let out = support::python_output(&py, "peer.py", &["try-lock", &url, &name]);
     assert_eq!(out.trim(), "acquired");
     rust.stop().await.unwrap();
 }

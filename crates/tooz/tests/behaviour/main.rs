@@ -13,6 +13,8 @@
 mod cases;
 mod ctx;
 mod fixture;
+#[path = "../support/mod.rs"]
+mod support;
 
 use std::time::Duration;
 
@@ -51,7 +53,7 @@ fn main() {
     if let Ok(extra) = std::env::var("TOOZ_EXTRA_TEST_URLS") {
         urls = format!("{urls},{extra}");
     }
-    let urls = split_urls(&urls);
+    let urls = support::split_urls(&urls);
     let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
     let mut trials = Vec::new();
     for url in &urls {
@@ -88,22 +90,6 @@ fn main() {
         }
     }
     libtest_mimic::run(&args, trials).exit();
-}
-
-/// Splits a comma-separated URL list. A piece without `://` continues the URL before it, so
-/// that URLs listing several hosts (`zookeeper://h1:2181,h2:2181`) stay whole.
-fn split_urls(list: &str) -> Vec<String> {
-    let mut urls: Vec<String> = Vec::new();
-    for piece in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        match urls.last_mut() {
-            Some(last) if !piece.contains("://") => {
-                last.push(',');
-                last.push_str(piece);
-            }
-            _ => urls.push(piece.to_string()),
-        }
-    }
-    urls
 }
 
 fn trial(ctx: &Ctx, case: Case) -> Trial {

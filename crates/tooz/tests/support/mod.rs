@@ -1,4 +1,5 @@
-//! Helpers shared by integration tests: temp dirs, child processes, the Python tooz peer.
+//! Helpers shared by integration tests: temp dirs, child processes, the Python tooz peer,
+//! URL lists.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -105,48 +106,40 @@ pub fn python_output(python: &Path, script: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
-/// A Python peer that says when it is ready and waits to be told to go on: its last two
-/// arguments are a READY file it creates and a GO file it waits for (both in a temp dir of
-/// its own).
-pub struct SignalledPeer {
-    child: std::process::Child,
-    dir: TempDir,
+/// Splits a comma-separated URL list. A piece without `://` continues the URL before it, so
+/// that URLs listing several hosts (`zookeeper://h1:2181,h2:2181`) stay whole.
+pub fn split_urls(list: &str) -> Vec<String> {
+    let mut urls: Vec<String> = Vec::new();
+    for piece in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match urls.last_mut() {
+            Some(last) if !piece.contains("://") => {
+                last.push(',');
+                last.push_str(piece);
+            }
+            _ => urls.push(piece.to_string()),
+        }
+    }
+    urls
 }
 
-impl SignalledPeer {
-    /// Starts `script args... READY GO` and waits (bounded) until it created READY; panics
-    /// with its stderr if it exits first.
-    pub async fn start(python: &Path, script: &str, args: &[&str]) -> SignalledPeer {
-        let dir = TempDir::new("tooz-peer");
-        let (ready, go) = (dir.0.join("ready"), dir.0.join("go"));
-        let mut all = args.to_vec();
-        all.extend([ready.to_str().unwrap(), go.to_str().unwrap()]);
-        let mut child = python_peer(python, script, &all)
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("run python");
-        let end = Instant::now() + Duration::from_secs(30);
-        while !ready.exists() {
-            if let Some(status) = child.try_wait().unwrap() {
-                let mut stderr = String::new();
-                std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).ok();
-                panic!("python {script} {args:?} exited ({status}) before ready: {stderr}");
+/// Each URL with the label naming its tests: its scheme, told apart from other URLs of the
+/// same scheme by its options, or by its address when it has none (`redis[127.0.0.1:6379]`).
+pub fn url_labels(urls: &[String]) -> Vec<(String, String)> {
+    let scheme_of = |u: &str| u.split("://").next().unwrap_or_default().to_string();
+    urls.iter()
+        .map(|url| {
+            let scheme = scheme_of(url);
+            let repeated = urls.iter().filter(|u| scheme_of(u) == scheme).count() > 1;
+            let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+            let label = match rest.split_once('?') {
+                Some((_, options)) => options,
+                None => rest,
+            };
+            if repeated && !label.is_empty() {
+                (url.clone(), format!("{scheme}[{label}]"))
+            } else {
+                (url.clone(), scheme)
             }
-            assert!(Instant::now() < end, "python {script} {args:?} never ready");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        SignalledPeer { child, dir }
-    }
-
-    /// Creates GO: the peer goes on.
-    pub fn go(&self) {
-        std::fs::write(self.dir.0.join("go"), b"").unwrap();
-    }
-
-    /// Waits until the peer exits; `true` if it succeeded.
-    pub async fn exited_ok(mut self) -> bool {
-        tokio::task::spawn_blocking(move || self.child.wait().unwrap().success())
-            .await
-            .unwrap()
-    }
+        })
+        .collect()
 }

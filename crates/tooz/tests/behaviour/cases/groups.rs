@@ -68,6 +68,8 @@ async fn get_groups_str_group_id(ctx: Ctx) -> Outcome {
     let listed = c.get_groups().await?;
     assert!(listed.contains(&Id::from(text.as_bytes())));
     assert!(listed.iter().any(|g| g.as_str() == Some(text.as_str())));
+    // Not left behind: Python tooz's zookeeper driver cannot list a non-ASCII group id.
+    c.delete_group(text.as_str()).await?;
     Ok(())
 }
 
