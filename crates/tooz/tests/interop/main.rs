@@ -35,14 +35,6 @@ use peer::{Peer, Probe};
 /// Longest a case may run before it counts as hung.
 const CASE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Cases that fail on a scheme because of a known tooz-rs bug, with the bug: they run, and
-/// are reported as ignored while they fail; once one passes, it fails until its entry goes.
-const KNOWN_BUGS: &[(&str, &str, &str)] = &[(
-    "python_lock_holder_is_not_misreported",
-    "file",
-    "the file driver's holder() reads its own fencing record, which Python tooz never writes",
-)];
-
 /// An API part a case needs on both sides; the probe's name for it on Python's.
 #[derive(Debug, Clone, Copy)]
 pub enum Part {
@@ -220,10 +212,6 @@ fn main() {
 
 fn trial(target: Arc<Target>, case: &Case) -> Trial {
     let (needs, run) = (case.needs, case.run);
-    let known_bug = KNOWN_BUGS
-        .iter()
-        .find(|(name, scheme, _)| *name == case.name && *scheme == target.scheme)
-        .map(|(_, _, bug)| *bug);
     Trial::ignorable_test(format!("{}::{}", case.name, target.label), move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -270,19 +258,9 @@ fn trial(target: Arc<Target>, case: &Case) -> Trial {
                 Err(_) => Err(format!("case hung for more than {CASE_TIMEOUT:?}")),
             }
         });
-        match (outcome, known_bug) {
-            (Ok(()), None) => Ok(Completion::Completed),
-            (Err(failure), None) => Err(failure.into()),
-            (Err(failure), Some(bug)) => {
-                let failure = failure.split_whitespace().collect::<Vec<_>>().join(" ");
-                Ok(Completion::ignored_with(format!(
-                    "known bug: {bug} ({failure})"
-                )))
-            }
-            (Ok(()), Some(bug)) => {
-                Err(format!("passes now: remove its KNOWN_BUGS entry ({bug})").into())
-            }
-        }
+        outcome
+            .map(|()| Completion::Completed)
+            .map_err(Failed::from)
     })
 }
 

@@ -21,7 +21,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::oslock::{self, Kind};
+use super::oslock::{self, Kind, Owner};
 use super::{io_error, sha1_hex};
 use crate::error::{Error, Result};
 use crate::id::Id;
@@ -124,7 +124,8 @@ impl LockFiles {
         if !probes.contains_key(&path) {
             probes.insert(path.clone(), open(&path)?);
         }
-        oslock::is_locked(&probes[&path]).map_err(|e| io_error("testing", &path, e))
+        let owner = oslock::conflicting_owner(&probes[&path]);
+        Ok(owner.map_err(|e| io_error("testing", &path, e))?.is_some())
     }
 
     fn fence_path(&self, lock: &Path) -> PathBuf {
@@ -156,15 +157,28 @@ impl LockFiles {
         result
     }
 
-    /// The last exclusive holder recorded for the lock at `lock`, if the lock is held now.
+    /// The last exclusive holder recorded for the lock at `lock`, if the lock is held now by
+    /// a holder that records itself; an error naming the process when it is held by one that
+    /// does not (Python tooz).
     pub(super) fn holder(&self, lock: &Path) -> Result<Option<Id>> {
         let file = match File::open(lock) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error("opening", lock, e)),
         };
-        if !oslock::is_locked(&file).map_err(|e| io_error("testing", lock, e))? {
-            return Ok(None);
+        match oslock::conflicting_owner(&file).map_err(|e| io_error("testing", lock, e))? {
+            None => return Ok(None),
+            Some(Owner::OpenFile) => {}
+            Some(Owner::Process(pid)) => {
+                return Err(Error::Backend {
+                    driver: "file",
+                    message: format!(
+                        "{} is locked by process {pid}, which records no member id (Python \
+                         tooz does not)",
+                        lock.display()
+                    ),
+                })
+            }
         }
         let text = fs::read_to_string(self.fence_path(lock)).unwrap_or_default();
         Ok(text

@@ -65,11 +65,27 @@ pub(super) fn unlock(file: &File) -> io::Result<()> {
     fcntl(file, libc::F_OFD_SETLK, &mut request(libc::F_UNLCK))
 }
 
-/// True if some other open file holds a lock that would conflict with an exclusive one.
-pub(super) fn is_locked(file: &File) -> io::Result<bool> {
+/// Who holds a record lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Owner {
+    /// An open file description (an `F_OFD_SETLK` lock, as this driver takes).
+    OpenFile,
+    /// A process, through a classic `fcntl`/`lockf` lock (as Python tooz takes).
+    Process(libc::pid_t),
+}
+
+/// Who, other than `file`, holds a lock that would conflict with an exclusive one.
+pub(super) fn conflicting_owner(file: &File) -> io::Result<Option<Owner>> {
     let mut fl = request(libc::F_WRLCK);
     fcntl(file, libc::F_OFD_GETLK, &mut fl)?;
-    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+    if fl.l_type == libc::F_UNLCK as libc::c_short {
+        return Ok(None);
+    }
+    // The kernel reports -1 as the pid of an open-file-description lock.
+    Ok(Some(match fl.l_pid {
+        -1 => Owner::OpenFile,
+        pid => Owner::Process(pid),
+    }))
 }
 
 #[cfg(test)]
@@ -94,9 +110,9 @@ mod tests {
         assert!(try_lock(&a, Kind::Exclusive).unwrap());
         assert!(!try_lock(&b, Kind::Exclusive).unwrap());
         assert!(!try_lock(&b, Kind::Shared).unwrap());
-        assert!(is_locked(&b).unwrap());
+        assert_eq!(conflicting_owner(&b).unwrap(), Some(Owner::OpenFile));
         unlock(&a).unwrap();
-        assert!(!is_locked(&b).unwrap());
+        assert_eq!(conflicting_owner(&b).unwrap(), None);
         assert!(try_lock(&a, Kind::Shared).unwrap());
         assert!(try_lock(&b, Kind::Shared).unwrap());
         drop(a);
