@@ -19,7 +19,7 @@ use crate::url::DriverUrl;
         feature = "redis",
         feature = "zookeeper"
     )),
-    allow(dead_code)
+    allow(dead_code, unused_imports)
 )]
 pub(crate) mod common;
 #[cfg(feature = "file")]
