@@ -1,4 +1,5 @@
-//! Helpers shared by integration tests: temp dirs, child processes, the Python tooz peer.
+//! Helpers shared by integration tests: temp dirs, child processes, the Python tooz peer,
+//! URL lists.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -69,7 +70,7 @@ pub fn python() -> Option<PathBuf> {
     if path.exists() {
         return Some(path);
     }
-    if std::env::var("CI").as_deref() == Ok("true") {
+    if is_ci() {
         panic!(
             "Python tooz is required under CI: {} is missing (run scripts/services up python-tooz)",
             path.display()
@@ -148,5 +149,46 @@ impl SignalledPeer {
         tokio::task::spawn_blocking(move || self.child.wait().unwrap().success())
             .await
             .unwrap()
+    }
+}
+
+/// True under `CI=true`, where a missing server or tool is a failure, never a skip.
+pub fn is_ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// Splits a comma-separated URL list. A piece without `://` continues the URL before it, so
+/// that URLs listing several hosts (`zookeeper://h1:2181,h2:2181`) stay whole.
+pub fn split_urls(list: &str) -> Vec<String> {
+    let mut urls: Vec<String> = Vec::new();
+    for piece in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match urls.last_mut() {
+            Some(last) if !piece.contains("://") => {
+                last.push(',');
+                last.push_str(piece);
+            }
+            _ => urls.push(piece.to_string()),
+        }
+    }
+    urls
+}
+
+/// How tests name the driver at `url`: `scheme`, followed, when `urls` has another URL of the
+/// same scheme, by its options in brackets (its address when it has none).
+pub fn url_label(urls: &[String], url: &str, scheme: &str) -> String {
+    let scheme_of = |u: &str| u.split("://").next().unwrap_or_default().to_string();
+    let same = urls
+        .iter()
+        .filter(|u| scheme_of(u) == scheme_of(url))
+        .count();
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let label = match rest.split_once('?') {
+        Some((_, options)) => options,
+        None => rest,
+    };
+    if same > 1 && !label.is_empty() {
+        format!("{scheme}[{label}]")
+    } else {
+        scheme.to_string()
     }
 }
