@@ -54,10 +54,8 @@ fn main() {
         urls = format!("{urls},{extra}");
     }
     let urls = support::split_urls(&urls);
-    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
     let mut trials = Vec::new();
     for url in &urls {
-        let url = *url;
         let mut ctx = match Ctx::probe(url) {
             Ok(ctx) => ctx,
             Err(error) => {
@@ -68,23 +66,7 @@ fn main() {
                 continue;
             }
         };
-        let scheme_of = |u: &str| u.split("://").next().unwrap_or_default().to_string();
-        if urls
-            .iter()
-            .filter(|u| scheme_of(u) == scheme_of(url))
-            .count()
-            > 1
-        {
-            // Told apart by their options, or by their address when they have none.
-            let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-            let label = match rest.split_once('?') {
-                Some((_, options)) => options,
-                None => rest,
-            };
-            if !label.is_empty() {
-                ctx.scheme = format!("{}[{label}]", ctx.scheme);
-            }
-        }
+        ctx.scheme = support::url_label(&urls, url, &ctx.scheme);
         for case in cases::all() {
             trials.push(trial(&ctx, case));
         }

@@ -180,10 +180,11 @@ fn main() {
     }
     let all = cases::all();
     let mut per_url = Vec::new();
-    for (url, label) in support::url_labels(&urls) {
+    for url in &urls {
         let scheme = url.split("://").next().unwrap_or_default().to_string();
+        let label = support::url_label(&urls, url, &scheme);
         let target = Arc::new(Target {
-            url,
+            url: url.clone(),
             scheme,
             label,
             setup: OnceLock::new(),

@@ -70,7 +70,7 @@ pub fn python() -> Option<PathBuf> {
     if path.exists() {
         return Some(path);
     }
-    if std::env::var("CI").as_deref() == Ok("true") {
+    if is_ci() {
         panic!(
             "Python tooz is required under CI: {} is missing (run scripts/services up python-tooz)",
             path.display()
@@ -122,24 +122,27 @@ pub fn split_urls(list: &str) -> Vec<String> {
     urls
 }
 
-/// Each URL with the label naming its tests: its scheme, told apart from other URLs of the
-/// same scheme by its options, or by its address when it has none (`redis[127.0.0.1:6379]`).
-pub fn url_labels(urls: &[String]) -> Vec<(String, String)> {
+/// True under `CI=true`, where a missing server or tool is a failure, never a skip.
+pub fn is_ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// How tests name the driver at `url`: `scheme`, followed, when `urls` has another URL of the
+/// same scheme, by its options in brackets (its address when it has none).
+pub fn url_label(urls: &[String], url: &str, scheme: &str) -> String {
     let scheme_of = |u: &str| u.split("://").next().unwrap_or_default().to_string();
-    urls.iter()
-        .map(|url| {
-            let scheme = scheme_of(url);
-            let repeated = urls.iter().filter(|u| scheme_of(u) == scheme).count() > 1;
-            let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
-            let label = match rest.split_once('?') {
-                Some((_, options)) => options,
-                None => rest,
-            };
-            if repeated && !label.is_empty() {
-                (url.clone(), format!("{scheme}[{label}]"))
-            } else {
-                (url.clone(), scheme)
-            }
-        })
-        .collect()
+    let same = urls
+        .iter()
+        .filter(|u| scheme_of(u) == scheme_of(url))
+        .count();
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let label = match rest.split_once('?') {
+        Some((_, options)) => options,
+        None => rest,
+    };
+    if same > 1 && !label.is_empty() {
+        format!("{scheme}[{label}]")
+    } else {
+        scheme.to_string()
+    }
 }

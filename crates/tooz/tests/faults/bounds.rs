@@ -1,0 +1,100 @@
+//! The timing of the suite, in one place: the options it adds to each driver's URL and the
+//! bounds the driver documents for them, each with where it comes from.
+
+use std::time::Duration;
+
+/// Added to every documented bound: scheduling on a loaded machine, a waiter's poll interval,
+/// and ZooKeeper's session-expiry tick (`tickTime` is 0.5 s in `scripts/services`).
+pub const SLACK: Duration = Duration::from_secs(1);
+
+/// How long a client may take to work again once the network healed or a restarted server is
+/// back. No driver documents it: a test limit, far above what the drivers need.
+pub const RECOVER: Duration = Duration::from_secs(15);
+
+/// Longest a case may run before it counts as hung.
+pub const CASE: Duration = Duration::from_secs(90);
+
+/// What a driver promises under faults, for the URL options the suite sets.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Query options added to the URL under test; every bound below follows from them.
+    pub options: &'static str,
+    /// Longest a call may take on a dead connection before it fails.
+    pub call: Duration,
+    /// Longest from a holder's cut-off until its `lost()` fires.
+    pub lost: Duration,
+    /// Longest from a holder's cut-off or death until another client can take its lock.
+    pub free: Duration,
+    /// Whether `lost()` fires before another client can take the lock. Where it does not,
+    /// the holder must at least be `Suspended` by then (the core's promise, `ConnectionState`).
+    pub lost_before_free: bool,
+    /// Longest from a member's death until a watcher sees it leave.
+    pub member_gone: Duration,
+    /// Whether a coordinator whose session was `Lost` joins its groups again by itself once
+    /// the backend answers. Otherwise its memberships went with the session (the core's
+    /// `ConnectionState::Lost`), and joining again is the application's move.
+    pub rejoins_after_lost: bool,
+    /// Longest after healing until a lock taken by a request whose reply was lost is free.
+    pub orphan_lock: Duration,
+    /// Longest after healing until a queue place taken by a request whose reply was lost
+    /// stops holding up the queue.
+    pub orphan_place: Duration,
+}
+
+/// The bounds of the driver named `scheme`; `None` for a driver this table does not cover.
+pub fn of(scheme: &str) -> Option<Bounds> {
+    const fn s(millis: u64) -> Duration {
+        Duration::from_millis(millis)
+    }
+    match scheme {
+        // crates/tooz/src/drivers/redis/mod.rs, with `timeout=2`: lock_timeout and
+        // membership_timeout are 2 s, so the window W = min(both) = 2 s.
+        "redis" => Some(Bounds {
+            options: "timeout=2",
+            // The core bounds each call by the driver's session timeout, W / 2
+            // (socket_timeout, W / 8, makes most calls fail sooner).
+            call: s(1000),
+            // "Lost (firing every lost()) after window / 2 without a successful heartbeat,
+            // before its keys can expire": at most W after the last heartbeat before the cut.
+            lost: s(2000),
+            // A lock key's TTL is lock_timeout; only the holder's heartbeat renews it.
+            free: s(2000),
+            lost_before_free: true,
+            // The beat key's TTL is membership_timeout (2 s); watches re-read membership every
+            // resync_interval (1 s), which is how they see an expiry nobody announces.
+            member_gone: s(3000),
+            // Nothing in the driver's docs: a Lost session's memberships stay lost.
+            rejoins_after_lost: false,
+            // Nobody renews the orphan's key: it expires after lock_timeout.
+            orphan_lock: s(2000),
+            // "A place lives max(4 × poll_cap, 1 s)": poll_cap = poll_interval = 0.1 s.
+            orphan_place: s(1000),
+        }),
+        // crates/tooz/src/drivers/zookeeper/{mod,session,lock}.rs, with `timeout=2`: the
+        // session timeout T = 2 s (the servers of scripts/services grant 1 s to 60 s).
+        "zookeeper" => Some(Bounds {
+            options: "timeout=2",
+            // The core bounds each call by the session timeout T.
+            call: s(2000),
+            // The client's own verdict "after 7/5 of the session timeout without a server".
+            lost: s(2800),
+            // Contender nodes are ephemeral: the server deletes them when the session
+            // expires, T after it last heard from the client.
+            free: s(2000),
+            // "A lock's holder may not know it lost the lock until its client notices the
+            // session expired: from Suspended on, treat what is held as at risk."
+            lost_before_free: false,
+            // Member nodes are ephemeral too, and watches are pushed.
+            member_gone: s(2000),
+            // "a new session is made, the groups joined before are joined again with the
+            // same capabilities, and Connected is reported".
+            rejoins_after_lost: true,
+            // "Every node given up on ... is deleted ..., which waits out connection trouble
+            // for as long as the node's session lives": gone by the end of the session at
+            // the latest, T after healing.
+            orphan_lock: s(2000),
+            orphan_place: s(2000),
+        }),
+        _ => None,
+    }
+}
