@@ -109,7 +109,10 @@
 //! breaks or the server answers `READONLY`, and reads and lock attempts are retried once on
 //! the new connection. Redis replication is asynchronous: a failover may lose the last
 //! writes, so a lock held before it may be gone afterwards; the next refresh then reports
-//! it lost. A server restart without persistence loses every group and lock.
+//! it lost. A server restart without persistence loses every group and lock: the locks are
+//! reported lost, and the first heartbeat that reaches a server with another `run_id` joins
+//! again (creating them if needed) the groups this member had joined, with the capabilities
+//! it last gave.
 //!
 //! # Characteristics
 //!
@@ -123,7 +126,7 @@ mod options;
 mod scripts;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -136,7 +139,7 @@ use super::common::errors::{
     member_not_joined,
 };
 use super::common::fencing::{self, COUNTER_LIMIT, EPOCH_BASE_MS};
-use super::common::{OnAbandon, SessionSlot};
+use super::common::{JoinedGroups, OnAbandon, SessionSlot};
 use crate::characteristics::{Characteristic as C, Characteristics};
 use crate::driver::Driver;
 use crate::error::{Error, Result};
@@ -191,6 +194,7 @@ pub(crate) fn build(url: &DriverUrl, member: &Id) -> Result<Arc<dyn Driver>> {
         keys,
         cfg: Arc::new(cfg),
         member: member.clone(),
+        joined: JoinedGroups::default(),
         session: SessionSlot::new("redis"),
     }))
 }
@@ -209,6 +213,8 @@ pub struct RedisDriver {
     /// The epoch base and counter limit, as arguments.
     epoch_args: (Vec<u8>, Vec<u8>),
     member: Id,
+    /// The groups this member joined, to join again on a server that lost them.
+    joined: JoinedGroups,
     session: SessionSlot<Session>,
 }
 
@@ -218,6 +224,9 @@ struct Session {
     feed: Feed,
     sid: String,
     runtime: tokio::runtime::Handle,
+    /// The `run_id` of the server whose data holds our memberships: a heartbeat reaching
+    /// another one (a restart, a failover) joins our groups again.
+    server: Mutex<Vec<u8>>,
 }
 
 /// The outcome of one acquisition attempt.
@@ -334,6 +343,33 @@ async fn dequeue(session: &Session, keys: &Keys, name: &Id, token: &str) {
 impl RedisDriver {
     fn session(&self) -> Result<Arc<Session>> {
         self.session.get()
+    }
+
+    /// Joins again, with the capabilities last given, every group this member joined (and
+    /// creates the ones that are gone): after a server that lost them (a restart without
+    /// persistence, a failover that missed the last writes). True when every group is back.
+    async fn join_again(&self) -> bool {
+        let mut all_back = true;
+        for (group, caps) in self.joined.list() {
+            let mut joined = self.join_group(&group, &self.member, &caps).await;
+            if matches!(joined, Err(Error::GroupNotCreated { .. })) {
+                joined = match self.create_group(&group).await {
+                    Ok(()) | Err(Error::GroupAlreadyExist { .. }) => {
+                        self.join_group(&group, &self.member, &caps).await
+                    }
+                    Err(error) => Err(error),
+                };
+            }
+            match joined {
+                Ok(()) => tracing::info!(%group, "joined the group again on a new redis server"),
+                Err(Error::MemberAlreadyExist { .. }) => {}
+                Err(error) => {
+                    tracing::warn!(%group, %error, "cannot join the group again on a new redis server");
+                    all_back = false;
+                }
+            }
+        }
+        all_back
     }
 
     async fn eval(
@@ -556,7 +592,7 @@ impl Driver for RedisDriver {
 
     async fn start(&self, events: SessionEvents) -> Result<()> {
         let link = Arc::new(Link::new(self.cfg.clone(), events)?);
-        link.conn().await?;
+        let server = Mutex::new(link.conn().await?.run_id.clone());
         let sid = format!("{:016x}", uuid::Uuid::new_v4().as_u64_pair().0);
         let feed = Feed::start(link.clone(), self.cfg.clone(), self.keys.clone(), &sid);
         let session = Session {
@@ -564,6 +600,7 @@ impl Driver for RedisDriver {
             feed,
             sid,
             runtime: tokio::runtime::Handle::current(),
+            server,
         };
         self.session.set(Arc::new(session));
         Ok(())
@@ -573,6 +610,7 @@ impl Driver for RedisDriver {
         let Some(session) = self.session.take() else {
             return Ok(());
         };
+        self.joined.clear();
         let beat = self.keys.beat(&self.member);
         let result = session
             .link
@@ -589,6 +627,10 @@ impl Driver for RedisDriver {
             .arg(self.cfg.membership_timeout.as_millis().max(1) as u64)
             .arg(STILL_ALIVE);
         session.link.query(&cmd, true).await?;
+        let run_id = session.link.conn().await?.run_id.clone();
+        if *session.server.lock().unwrap() != run_id && self.join_again().await {
+            *session.server.lock().unwrap() = run_id;
+        }
         // Two beats fit in the session timeout (window / 2), with room for a failed one.
         Ok(Some(self.cfg.window() / 4))
     }
@@ -661,7 +703,12 @@ impl Driver for RedisDriver {
             )
             .await?;
         match int(&reply) {
-            Some(1) => Ok(()),
+            Some(1) => {
+                if member == &self.member {
+                    self.joined.insert(group, caps);
+                }
+                Ok(())
+            }
             Some(0) => Err(member_already_exist(group, member)),
             Some(-1) => Err(group_not_created(group)),
             _ => Err(unexpected("join_group", &reply)),
@@ -680,6 +727,9 @@ impl Driver for RedisDriver {
                 false,
             )
             .await?;
+        if member == &self.member {
+            self.joined.remove(group);
+        }
         match int(&reply) {
             Some(1) => Ok(()),
             Some(-1) => Err(group_not_created(group)),
@@ -744,7 +794,12 @@ impl Driver for RedisDriver {
             )
             .await?;
         match int(&reply) {
-            Some(1) => Ok(()),
+            Some(1) => {
+                if member == &self.member {
+                    self.joined.update(group, caps);
+                }
+                Ok(())
+            }
             Some(-1) => Err(group_not_created(group)),
             Some(-2) => Err(member_not_joined(group, member)),
             _ => Err(unexpected("update_capabilities", &reply)),
