@@ -1,5 +1,5 @@
-//! The core's heartbeat loop and lock refresh, on a timeout-based driver whose heartbeat and
-//! lock keep-alive can be made to fail.
+//! The core's heartbeat loop, lock refresh and call path, on a timeout-based driver whose
+//! heartbeat, lock keep-alive and lock queries can be made to fail or hang.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,7 +23,7 @@ const FLAKY_FACTS: DriverFacts = DriverFacts {
         election: false,
         locks: true,
         shared_locks: false,
-        break_lock: false,
+        break_lock: true,
     },
     poll_interval: tooz::driver::DEFAULT_POLL_INTERVAL,
     options: &[],
@@ -39,6 +39,7 @@ struct Flaky {
     beats: AtomicU64,
     heartbeat_fails: AtomicBool,
     heartbeat_hangs: AtomicBool,
+    queries_hang: AtomicBool,
     locks_expire: AtomicBool,
 }
 
@@ -80,6 +81,18 @@ impl Driver for Flaky {
     async fn lock_release(&self, req: &LockRequest) -> Result<bool> {
         let mut locks = self.locks.lock().unwrap();
         Ok(locks.remove(&req.name).is_some())
+    }
+    async fn lock_holder(&self, _name: &Id) -> Result<Option<Id>> {
+        if self.queries_hang.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        Ok(None)
+    }
+    async fn lock_break(&self, name: &Id) -> Result<bool> {
+        if self.queries_hang.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        Ok(self.locks.lock().unwrap().remove(name).is_some())
     }
     async fn lock_refresh(&self, req: &LockRequest) -> Result<bool> {
         if self.locks_expire.load(Ordering::SeqCst) {
@@ -214,12 +227,39 @@ async fn unsupported_parts_say_not_implemented() {
         coord.create_group("g").await.map(|_| ()),
         coord.get_groups().await.map(|_| ()),
         coord.campaign("g").await.map(|_| ()),
-        coord.lock("l").break_lock().await.map(|_| ()),
         coord.lock("l").try_acquire_shared().await.map(|_| ()),
     ] {
         assert!(
             matches!(result, Err(tooz::Error::NotImplemented { .. })),
             "{result:?}"
+        );
+    }
+    coord.stop().await.unwrap();
+}
+
+/// `holder()` and `break_lock()` take the core's call path like every operation: checked
+/// for a started coordinator, and bounded by the operation timeout (here the session
+/// timeout, 300 ms) when the backend does not answer.
+#[tokio::test]
+async fn lock_queries_are_bounded_like_every_call() {
+    let driver = Arc::new(Flaky::default());
+    let coord = Coordinator::with_driver(driver.clone(), "m").unwrap();
+    let lock = coord.lock("l");
+    assert!(matches!(lock.holder().await, Err(tooz::Error::NotStarted)));
+    assert!(matches!(
+        lock.break_lock().await,
+        Err(tooz::Error::NotStarted)
+    ));
+    coord.start().await.unwrap();
+    assert_eq!(lock.holder().await.unwrap(), None);
+    driver.queries_hang.store(true, Ordering::SeqCst);
+    for (what, result) in [
+        ("holder", lock.holder().await.map(drop)),
+        ("break_lock", lock.break_lock().await.map(drop)),
+    ] {
+        assert!(
+            matches!(result, Err(tooz::Error::OperationTimedOut(_))),
+            "{what}: {result:?}"
         );
     }
     coord.stop().await.unwrap();
