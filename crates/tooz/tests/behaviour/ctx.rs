@@ -162,13 +162,7 @@ impl Ctx {
 
     /// A started coordinator for `member` at another URL of the same backend.
     pub async fn coord_at(&self, url: &str, member: impl Into<Id>) -> Coordinator {
-        let coord = Coordinator::connect(url, member)
-            .await
-            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
-        coord
-            .start()
-            .await
-            .unwrap_or_else(|e| panic!("start {url}: {e}"));
+        let coord = crate::support::started(url, member).await;
         self.fixture.track(&coord);
         coord
     }

@@ -76,14 +76,7 @@ impl Ctx {
 
     /// A started coordinator at `url` for member `member`.
     pub async fn coord(&self, url: &str, member: &str) -> Coordinator {
-        let coord = Coordinator::connect(url, member)
-            .await
-            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
-        coord
-            .start()
-            .await
-            .unwrap_or_else(|e| panic!("start {url}: {e}"));
-        coord
+        support::started(url, member).await
     }
 
     /// Every server of the URL behind a fault proxy (for cases that need [`Need::Proxy`]).

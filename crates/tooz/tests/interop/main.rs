@@ -115,14 +115,7 @@ impl Ctx {
 
     /// A started coordinator for `member` at `url` (the URL under test with other options).
     pub async fn coord_at(&self, url: &str, member: impl Into<Id>) -> Coordinator {
-        let coord = Coordinator::connect(url, member)
-            .await
-            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
-        coord
-            .start()
-            .await
-            .unwrap_or_else(|e| panic!("start {url}: {e}"));
-        coord
+        support::started(url, member).await
     }
 
     /// Starts `peer.py COMMAND URL ARGS...`.

@@ -146,3 +146,16 @@ pub fn url_label(urls: &[String], url: &str, scheme: &str) -> String {
         scheme.to_string()
     }
 }
+
+/// A started coordinator for `member` at `url`; panics (failing the test) saying which step
+/// failed.
+pub async fn started(url: &str, member: impl Into<tooz::Id>) -> tooz::Coordinator {
+    let coord = tooz::Coordinator::connect(url, member)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    coord
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("start {url}: {e}"));
+    coord
+}
