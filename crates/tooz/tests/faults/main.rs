@@ -79,12 +79,28 @@ impl Ctx {
         support::started(url, member).await
     }
 
-    /// Every server of the URL behind a fault proxy (for cases that need [`Need::Proxy`]).
+    /// Every server of the URL behind a fault proxy (for cases that need [`Need::Proxy`]);
+    /// under Sentinel, the master behind one, named by a Sentinel of the suite's own.
     pub async fn proxied(&self) -> Proxied {
-        let Shape::Hosts(servers) = &self.shape else {
-            panic!("no proxy for {:?}", self.shape)
-        };
-        Proxied::start(&self.parsed, servers, self.bounds.options).await
+        match &self.shape {
+            Shape::Hosts(servers) => {
+                Proxied::start(&self.parsed, servers, self.bounds.options).await
+            }
+            Shape::Sentinel { sentinels, master } => {
+                let (sentinels, master) = (sentinels.clone(), master.clone());
+                let port = tokio::task::spawn_blocking(move || {
+                    servers::sentinel_master(&sentinels, &master)
+                })
+                .await
+                .expect("asking the Sentinels")
+                .unwrap_or_else(|why| panic!("{why}"));
+                let master = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                Proxied::start_sentinel(&self.parsed, master, self.bounds.options)
+                    .await
+                    .unwrap_or_else(|why| panic!("{why}"))
+            }
+            Shape::Unproxiable(why) => panic!("no proxy: {why}"),
+        }
     }
 
     /// Restarts the `scripts/services` members the URL's clients use (for [`Need::Restart`]):
@@ -213,11 +229,6 @@ fn trials_for(url: &str, urls: &[String], members: &Arc<Vec<Member>>) -> Vec<Tri
 fn unfit(ctx: &Ctx, need: Need) -> Option<String> {
     match (need, &ctx.shape) {
         (_, Shape::Unproxiable(why)) if need != Need::Server => Some(why.clone()),
-        (Need::Proxy, Shape::Sentinel { .. }) => Some(
-            "Sentinel hands the client the master's own address, so no proxy can stand \
-             between them"
-                .into(),
-        ),
         (Need::Restart, Shape::Hosts(servers)) => servers
             .iter()
             .find(|(_, addr)| servers::on_port(&ctx.members, addr.port()).is_none())

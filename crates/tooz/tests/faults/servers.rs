@@ -141,3 +141,69 @@ pub fn sentinel_master(sentinels: &[std::net::SocketAddr], master: &str) -> Resu
 pub fn sentinel_master(_: &[std::net::SocketAddr], _: &str) -> Result<u16, String> {
     Err("built without the redis feature".into())
 }
+
+/// A Sentinel of the suite's own, on a free loopback port, that names as master `name` the
+/// address it is given (a fault proxy in front of the real master), so that a client that
+/// follows Sentinel connects through that proxy. It never fails over during a case (its
+/// down-after is ten minutes) and is killed when dropped.
+pub struct PrivateSentinel {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    /// Its address.
+    pub addr: std::net::SocketAddr,
+}
+
+impl PrivateSentinel {
+    /// Starts one monitoring `master` under `name`; waits (bounded) until it names it.
+    pub async fn start(name: &str, master: std::net::SocketAddr) -> Result<Self, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let dir = std::env::temp_dir().join(format!("tooz-faults-sentinel-{port}"));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let conf = dir.join("sentinel.conf");
+        let text = format!(
+            "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {name} {} {} 1\n\
+             sentinel down-after-milliseconds {name} 600000\n",
+            dir.display(),
+            master.ip(),
+            master.port()
+        );
+        std::fs::write(&conf, text).map_err(|e| e.to_string())?;
+        let child = std::process::Command::new("redis-sentinel")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run redis-sentinel: {e}"))?;
+        let sentinel = PrivateSentinel {
+            child,
+            dir,
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (addr, name) = (sentinel.addr, name.to_string());
+            let named = tokio::task::spawn_blocking(move || sentinel_master(&[addr], &name))
+                .await
+                .map_err(|e| e.to_string())?;
+            match named {
+                Ok(port) if port == master.port() => return Ok(sentinel),
+                Ok(port) => return Err(format!("the private Sentinel names port {port}")),
+                Err(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(why) => return Err(why),
+            }
+        }
+    }
+}
+
+impl Drop for PrivateSentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

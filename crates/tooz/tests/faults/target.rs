@@ -197,6 +197,8 @@ fn loopback(host: &str, default_port: u16) -> Result<SocketAddr, String> {
 /// Every server of a URL behind a proxy of its own, and the URL that goes through them.
 pub struct Proxied {
     proxies: Vec<FaultProxy>,
+    /// Under Sentinel: the suite's own Sentinel, naming the proxy as the master.
+    _sentinel: Option<crate::servers::PrivateSentinel>,
     /// The URL under test, through the proxies, with the suite's options.
     pub url: String,
 }
@@ -221,7 +223,39 @@ impl Proxied {
             Some(proxies[at].addr().to_string())
         };
         let url = parsed.render(&swap, options);
-        Proxied { proxies, url }
+        Proxied {
+            proxies,
+            _sentinel: None,
+            url,
+        }
+    }
+
+    /// Under Sentinel: a proxy in front of the current master (at `master`), and a Sentinel
+    /// of the suite's own naming that proxy as the master, so that the client, following
+    /// Sentinel as the URL tells it to, goes through the proxy. The URL is `parsed`'s, with
+    /// that Sentinel as its only one.
+    pub async fn start_sentinel(
+        parsed: &Parsed,
+        master: SocketAddr,
+        options: &str,
+    ) -> Result<Proxied, String> {
+        let proxy = FaultProxy::start(master)
+            .await
+            .map_err(|e| format!("start a fault proxy: {e}"))?;
+        let name = "tooz-faults";
+        let sentinel = crate::servers::PrivateSentinel::start(name, proxy.addr()).await?;
+        let mut private = parsed.clone();
+        private.hosts = vec![sentinel.addr.to_string()];
+        private
+            .query
+            .retain(|(k, _)| k != "sentinel" && k != "sentinel_fallback");
+        private.query.push(("sentinel".into(), name.into()));
+        let url = private.render(&|_| None, options);
+        Ok(Proxied {
+            proxies: vec![proxy],
+            _sentinel: Some(sentinel),
+            url,
+        })
     }
 
     /// Every connection stops relaying, in both directions, without a reset.
