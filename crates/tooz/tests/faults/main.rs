@@ -3,12 +3,13 @@
 //! servers). Each case × URL is its own test, named `<case>::<scheme>`.
 //!
 //! Faults are injected by a [`tooz_testkit::FaultProxy`] in front of every server the URL
-//! names (all members of an ensemble), by killing a child process (this binary re-executed in
-//! child mode), and by restarting the servers of `scripts/services` behind the URL. The suite
-//! adds small timeouts to each URL and checks the bounds its driver documents for them; both
-//! are in `bounds.rs`. A case the URL's shape gives no way to run (no proxy can stand between
-//! a Sentinel client and the master it is told of; no `scripts/services` server behind the
-//! URL) is listed as ignored, with the reason in its name.
+//! names (all members of an ensemble; under Sentinel, the master, named to the client by a
+//! Sentinel of the suite's own), by killing a child process (this binary re-executed in child
+//! mode), and by restarting the servers of `scripts/services` behind the URL. The suite adds
+//! small timeouts to each URL and checks the bounds its driver documents for them; both are
+//! in `bounds.rs`. A case the URL's shape gives no way to run (no TCP server to stand a proxy
+//! in front of; no `scripts/services` server behind the URL) is listed as ignored, with the
+//! reason in its name.
 //!
 //! Cases restart and cut off shared servers, so the suite runs one test at a time unless
 //! `--test-threads` says otherwise. A server it cannot reach fails the run under `CI=true`;
