@@ -47,16 +47,7 @@ pub(crate) const FACTS: DriverFacts = DriverFacts {
         C::Sequential,
         C::SameViewAcrossClients,
     ]),
-    support: Support {
-        groups: true,
-        update_capabilities: true,
-        member_info: true,
-        watch: WatchKind::Push,
-        election: true,
-        locks: true,
-        shared_locks: true,
-        break_lock: true,
-    },
+    support: Support::ALL,
     poll_interval: DEFAULT_POLL_INTERVAL,
     options: &ZAKE_OPTIONS,
 };

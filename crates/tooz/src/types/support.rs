@@ -45,6 +45,19 @@ pub struct Support {
 }
 
 impl Support {
+    /// Every part, with pushed watches: what a driver declares before saying what it lacks,
+    /// as in `Support { shared_locks: false, ..Support::ALL }`.
+    pub const ALL: Support = Support {
+        groups: true,
+        update_capabilities: true,
+        member_info: true,
+        watch: WatchKind::Push,
+        election: true,
+        locks: true,
+        shared_locks: true,
+        break_lock: true,
+    };
+
     /// Names and values, for tables.
     pub fn entries(&self) -> [(&'static str, bool); 8] {
         [

@@ -67,14 +67,9 @@ pub(crate) const FACTS: DriverFacts = DriverFacts {
         C::DistributedAcrossProcesses,
     ]),
     support: Support {
-        groups: true,
-        update_capabilities: true,
-        member_info: true,
         watch: WatchKind::Notified,
-        election: true,
-        locks: true,
-        shared_locks: true,
         break_lock: false,
+        ..Support::ALL
     },
     poll_interval: DEFAULT_POLL_INTERVAL,
     options: COMMON_OPTIONS,

@@ -118,14 +118,9 @@ pub(crate) const FACTS: DriverFacts = DriverFacts {
         C::NonTimeoutBased,
     ]),
     support: Support {
-        groups: true,
-        update_capabilities: true,
-        member_info: true,
         watch: WatchKind::Poll,
-        election: true,
-        locks: true,
         shared_locks: false,
-        break_lock: true,
+        ..Support::ALL
     },
     poll_interval: DEFAULT_POLL_INTERVAL,
     options: IPC_OPTIONS,

@@ -146,7 +146,7 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::types::{
     Capabilities, DriverFacts, FencingToken, GroupChange, GroupFeed, LockMode, LockRequest,
-    MemberInfo, SessionEvents, Support, WatchKind,
+    MemberInfo, SessionEvents, Support,
 };
 use crate::url::DriverUrl;
 use feed::Feed;
@@ -163,14 +163,8 @@ pub(crate) const FACTS: DriverFacts = DriverFacts {
         C::Causal,
     ]),
     support: Support {
-        groups: true,
-        update_capabilities: true,
-        member_info: true,
-        watch: WatchKind::Push,
-        election: true,
-        locks: true,
         shared_locks: false,
-        break_lock: true,
+        ..Support::ALL
     },
     poll_interval: options::DEFAULT_POLL_INTERVAL,
     options: &options::REDIS_OPTIONS,

@@ -111,7 +111,7 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::types::{
     Capabilities, DriverFacts, FencingToken, GroupFeed, LockMode, LockRequest, LostReason,
-    MemberInfo, SessionEvents, Support, Value, WatchKind, DEFAULT_POLL_INTERVAL,
+    MemberInfo, SessionEvents, Support, Value, DEFAULT_POLL_INTERVAL,
 };
 use crate::url::DriverUrl;
 use options::Config;
@@ -127,14 +127,8 @@ pub(crate) const FACTS: DriverFacts = DriverFacts {
         C::Sequential,
     ]),
     support: Support {
-        groups: true,
-        update_capabilities: true,
-        member_info: true,
-        watch: WatchKind::Push,
-        election: true,
-        locks: true,
         shared_locks: false,
-        break_lock: true,
+        ..Support::ALL
     },
     poll_interval: DEFAULT_POLL_INTERVAL,
     options: &options::OPTIONS,
