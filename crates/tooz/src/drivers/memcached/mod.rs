@@ -381,7 +381,11 @@ impl MemcachedDriver {
     /// Which of `members` are alive (their member key exists): one pipelined multi-get.
     async fn alive(&self, members: &[Id]) -> Result<BTreeSet<Id>> {
         let mut alive = BTreeSet::new();
-        let others: Vec<&Id> = members.iter().filter(|m| **m != self.member).collect();
+        // A member whose key cannot exist (an id too long, stored by another client) is dead.
+        let others: Vec<&Id> = members
+            .iter()
+            .filter(|m| **m != self.member && proto::key_fits(&self.keys.member(m)))
+            .collect();
         if members.contains(&self.member) {
             alive.insert(self.member.clone());
         }
@@ -670,10 +674,15 @@ impl Driver for MemcachedDriver {
         };
         self.joined.clear();
         self.held.clear();
-        let bytes = req(Verb::Delete, &self.keys.member(&self.member), &[], b"");
-        let result = session.client.call(bytes, Expect::Count(1)).await;
+        let key = self.keys.member(&self.member);
+        let result = if proto::key_fits(&key) {
+            let bytes = req(Verb::Delete, &key, &[], b"");
+            session.client.call(bytes, Expect::Count(1)).await.map(drop)
+        } else {
+            Ok(())
+        };
         session.client.close().await;
-        result.map(drop).map_err(|e| call_error(&self.cfg, e))
+        result.map_err(|e| call_error(&self.cfg, e))
     }
 
     async fn heartbeat(&self) -> Result<Option<Duration>> {
@@ -681,12 +690,16 @@ impl Driver for MemcachedDriver {
         let ttl = ttl_secs(self.cfg.membership_timeout);
         let flags = [Flag::Num('T', ttl), Flag::Num('F', u64::from(RAW))];
         let key = self.keys.member(&self.member);
-        match self
-            .call1(req(Verb::Set, &key, &flags, STILL_ALIVE))
-            .await?
-        {
-            Reply::Done(_) => {}
-            other => return Err(unexpected("the heartbeat", Some(&other))),
+        // A member id too long for a key cannot join a group (its name is refused there):
+        // it has nothing to keep alive but its locks.
+        if proto::key_fits(&key) {
+            match self
+                .call1(req(Verb::Set, &key, &flags, STILL_ALIVE))
+                .await?
+            {
+                Reply::Done(_) => {}
+                other => return Err(unexpected("the heartbeat", Some(&other))),
+            }
         }
         if self.server_changed(&session).await? {
             tracing::warn!("the memcached server restarted: every lock is lost");
