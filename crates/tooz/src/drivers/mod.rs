@@ -31,7 +31,11 @@ pub mod ipc;
 pub mod memcached;
 #[cfg(feature = "redis")]
 pub mod redis;
-#[cfg(any(feature = "redis-tls", feature = "zookeeper-tls"))]
+#[cfg(any(
+    feature = "redis-tls",
+    feature = "zookeeper-tls",
+    feature = "memcached-tls"
+))]
 mod tls;
 #[cfg(feature = "zake")]
 pub mod zake;

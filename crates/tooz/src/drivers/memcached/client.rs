@@ -17,7 +17,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -124,6 +124,13 @@ impl Drop for Conn {
     }
 }
 
+/// A connection's byte stream: TCP, or TLS over TCP.
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+
+type Boxed = Box<dyn Stream>;
+
 /// Calls waiting for replies, in the order they were written.
 type Queue = Arc<Mutex<VecDeque<Waiting>>>;
 
@@ -136,7 +143,7 @@ fn fail_all(queue: &Queue, why: &CallError) {
 
 /// Writes jobs as they come (several at once when they queue up).
 async fn write_loop(
-    mut write: tokio::net::tcp::OwnedWriteHalf,
+    mut write: WriteHalf<Boxed>,
     mut jobs: mpsc::UnboundedReceiver<Job>,
     queue: Queue,
 ) {
@@ -166,7 +173,7 @@ async fn write_loop(
 }
 
 /// Reads replies and hands them to the calls, in order.
-async fn read_loop(mut read: tokio::net::tcp::OwnedReadHalf, queue: Queue) {
+async fn read_loop(mut read: ReadHalf<Boxed>, queue: Queue) {
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
     let why = 'conn: loop {
@@ -211,8 +218,17 @@ async fn read_loop(mut read: tokio::net::tcp::OwnedReadHalf, queue: Queue) {
     fail_all(&queue, &why);
 }
 
+/// TLS to the server: the connector and the name the server's certificate is checked
+/// against.
+#[cfg(feature = "memcached-tls")]
+#[derive(Clone)]
+pub(crate) struct TlsTarget {
+    pub connector: tokio_rustls::TlsConnector,
+    pub name: rustls::pki_types::ServerName<'static>,
+}
+
 /// Where the client connects, and its bounds.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Target {
     /// Host name or address.
     pub host: String,
@@ -220,8 +236,47 @@ pub(crate) struct Target {
     pub port: u16,
     /// Longest a call may wait for its replies.
     pub timeout: Duration,
-    /// Longest a connection attempt may take.
+    /// Longest a connection attempt may take (TLS handshake included).
     pub connect_timeout: Duration,
+    /// TLS, if on.
+    #[cfg(feature = "memcached-tls")]
+    pub tls: Option<TlsTarget>,
+}
+
+impl Target {
+    /// A plain TCP target.
+    pub(crate) fn tcp(
+        host: &str,
+        port: u16,
+        timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Target {
+        Target {
+            host: host.to_string(),
+            port,
+            timeout,
+            connect_timeout,
+            #[cfg(feature = "memcached-tls")]
+            tls: None,
+        }
+    }
+
+    async fn dial(&self) -> Result<Boxed, String> {
+        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = tcp.set_nodelay(true);
+        #[cfg(feature = "memcached-tls")]
+        if let Some(tls) = &self.tls {
+            let stream = tls
+                .connector
+                .connect(tls.name.clone(), tcp)
+                .await
+                .map_err(|e| format!("TLS: {e}"))?;
+            return Ok(Box::new(stream));
+        }
+        Ok(Box::new(tcp))
+    }
 }
 
 /// A client of one memcached server. Cheap to share; calls from many tasks are pipelined on
@@ -245,8 +300,7 @@ impl Client {
         if let Some(conn) = slot.as_ref().filter(|c| c.alive()) {
             return Ok(conn.clone());
         }
-        let addr = (self.target.host.as_str(), self.target.port);
-        let dial = tokio::time::timeout(self.target.connect_timeout, TcpStream::connect(addr));
+        let dial = tokio::time::timeout(self.target.connect_timeout, self.target.dial());
         let stream = match dial.await {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => {
@@ -262,8 +316,7 @@ impl Client {
                 )))
             }
         };
-        let _ = stream.set_nodelay(true);
-        let (read, write) = stream.into_split();
+        let (read, write) = tokio::io::split(stream);
         let (jobs, rx) = mpsc::unbounded_channel();
         let queue: Queue = Arc::default();
         let conn = Arc::new(Conn {
@@ -378,12 +431,12 @@ mod tests {
             let mut rest = Vec::new();
             let _ = socket.read_to_end(&mut rest).await;
         });
-        let target = Target {
-            host: "127.0.0.1".into(),
+        let target = Target::tcp(
+            "127.0.0.1",
             port,
-            timeout: Duration::from_secs(2),
-            connect_timeout: Duration::from_secs(2),
-        };
+            Duration::from_secs(2),
+            Duration::from_secs(2),
+        );
         (target, server)
     }
 

@@ -24,7 +24,12 @@
 //! | `poll_interval` | 50 ms | interval of lock waits and membership watches |
 //! | `namespace` | none | prefix of every key (ours: Python tooz has none, so a namespace shares nothing with it) |
 //! | `max_pool_size`, `executor` | — | accepted for tooz URLs; no effect (calls are pipelined on one connection) |
-//! | `use_ssl`, `ca_cert`, `ssl_cert`, `ssl_key`, `ssl_key_password`, `ssl_ciphers`, `ssl_check_hostname` | — | accepted; `use_ssl=true` is refused with [`Error::DriverUnavailable`] (no TLS yet) |
+//! | `use_ssl` | false | TLS (cargo feature `memcached-tls`: rustls with the ring provider, no OpenSSL; without it a TLS URL is refused with [`Error::DriverUnavailable`]) |
+//! | `ca_cert` | the system's roots | CA certificates (PEM) the server's chain is verified against |
+//! | `ssl_cert`, `ssl_key` | — | client certificate and unencrypted key (PEM; the key may be in the certificate file) |
+//! | `ssl_check_hostname` | false | also check the server's name (the chain is always checked), as in tooz |
+//! | `ssl_key_password` | — | refused with `use_ssl`: rustls reads no encrypted keys |
+//! | `ssl_ciphers` | — | accepted for tooz URLs; not applied (rustls offers only its safe suites) |
 //!
 //! The window is the shortest of the three timeouts. memcached counts expiry in whole
 //! seconds on a coarse clock (a key stored with TTL n lives between n − 1 and n seconds), so
@@ -98,6 +103,8 @@ mod client;
 mod layout;
 mod options;
 mod proto;
+#[cfg(feature = "memcached-tls")]
+mod tls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -652,12 +659,19 @@ impl Driver for MemcachedDriver {
     }
 
     async fn start(&self, _events: SessionEvents) -> Result<()> {
-        let client = Arc::new(Client::new(Target {
-            host: self.cfg.host.clone(),
-            port: self.cfg.port,
-            timeout: self.cfg.call_timeout,
-            connect_timeout: self.cfg.call_timeout,
-        }));
+        #[allow(unused_mut)]
+        let mut target = Target::tcp(
+            &self.cfg.host,
+            self.cfg.port,
+            self.cfg.call_timeout,
+            self.cfg.call_timeout,
+        );
+        #[cfg(feature = "memcached-tls")]
+        if let Some(tls) = &self.cfg.tls {
+            let (connector, name) = tls::connector(tls, &self.cfg.host)?;
+            target.tls = Some(client::TlsTarget { connector, name });
+        }
+        let client = Arc::new(Client::new(target));
         let server = self.server_id(&client).await?;
         let session = Session {
             client,

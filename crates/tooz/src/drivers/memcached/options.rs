@@ -2,6 +2,7 @@
 //! and defaults.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::drivers::common::options::{count_with_common, with_common};
@@ -32,33 +33,34 @@ const OWN_OPTIONS: [OptionSpec; 10] = [
     spec(
         "use_ssl",
         OptionKind::Bool,
-        "TLS to the server (not supported yet)",
+        "TLS to the server (cargo feature `memcached-tls`)",
     ),
     spec(
         "ca_cert",
         OptionKind::Text,
-        "CA certificates (PEM), with use_ssl",
+        "CA certificates (PEM) that sign the server's certificate (default: the system's)",
     ),
     spec(
         "ssl_cert",
         OptionKind::Text,
-        "client certificate (PEM), with use_ssl",
+        "client certificate (PEM; its key too when ssl_key is not given)",
     ),
-    spec(
-        "ssl_key",
-        OptionKind::Text,
-        "client key (PEM), with use_ssl",
-    ),
+    spec("ssl_key", OptionKind::Text, "client key (PEM, unencrypted)"),
     spec(
         "ssl_key_password",
         OptionKind::Secret,
-        "password of the client key, with use_ssl",
+        "refused: give an unencrypted key (rustls reads no encrypted keys)",
     ),
-    spec("ssl_ciphers", OptionKind::Text, "cipher list, with use_ssl"),
+    spec(
+        "ssl_ciphers",
+        OptionKind::Text,
+        "accepted for tooz URLs; not applied (rustls offers only its safe suites)",
+    ),
     spec(
         "ssl_check_hostname",
         OptionKind::Bool,
-        "check the server's name against its certificate, with use_ssl",
+        "check the server's name against its certificate (default false, as in tooz; the \
+         chain is always checked)",
     ),
 ];
 
@@ -74,11 +76,26 @@ const DEFAULT_PORT: u16 = 11211;
 const MAX_DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const MIN_DEFAULT_CALL_TIMEOUT: Duration = Duration::from_millis(50);
 
+/// TLS settings (`use_ssl=true`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Tls {
+    /// CA bundle; the system's roots when absent.
+    pub ca_cert: Option<PathBuf>,
+    /// Client certificate chain.
+    pub cert: Option<PathBuf>,
+    /// Client key (else read from `cert`).
+    pub key: Option<PathBuf>,
+    /// Whether the server's name must match its certificate.
+    pub check_hostname: bool,
+}
+
 /// Everything the driver needs from its URL. `Debug` shows no secret.
 #[derive(Clone)]
 pub(super) struct Config {
     pub host: String,
     pub port: u16,
+    /// TLS, when `use_ssl` is on.
+    pub tls: Option<Tls>,
     /// Key prefix (empty by default, as Python tooz has none).
     pub namespace: Vec<u8>,
     pub lock_timeout: Duration,
@@ -100,10 +117,36 @@ impl Config {
     /// Reads and checks `url`.
     pub fn parse(url: &DriverUrl) -> Result<Config> {
         let options = url.options("memcached", &MEMCACHED_OPTIONS)?;
-        if options.bool("use_ssl") == Some(true) {
+        let tls = (options.bool("use_ssl") == Some(true)).then(|| Tls {
+            ca_cert: options.text("ca_cert").map(PathBuf::from),
+            cert: options.text("ssl_cert").map(PathBuf::from),
+            key: options.text("ssl_key").map(PathBuf::from),
+            check_hostname: options.bool("ssl_check_hostname").unwrap_or(false),
+        });
+        if tls.is_some() && !cfg!(feature = "memcached-tls") {
             return Err(Error::DriverUnavailable {
                 scheme: url.scheme().to_string(),
-                why: "TLS (use_ssl) is not supported by the memcached driver yet".into(),
+                why: "built without TLS (enable the cargo feature `memcached-tls` of the tooz \
+                      crate)"
+                    .into(),
+            });
+        }
+        if tls.is_some() && options.text("ssl_key_password").is_some() {
+            return Err(Error::InvalidOption {
+                option: "ssl_key_password".into(),
+                value: "***".into(),
+                expected: "no password: encrypted keys are not supported, give an unencrypted \
+                           key in ssl_key"
+                    .into(),
+            });
+        }
+        if tls
+            .as_ref()
+            .is_some_and(|t| t.key.is_some() && t.cert.is_none())
+        {
+            return Err(Error::InvalidUrl {
+                url: url.to_string(),
+                reason: "ssl_key needs ssl_cert".into(),
             });
         }
         // The path is ignored, as Python tooz ignores it.
@@ -133,6 +176,7 @@ impl Config {
         Ok(Config {
             host,
             port: url.port().unwrap_or(DEFAULT_PORT),
+            tls,
             namespace: options
                 .text("namespace")
                 .map(|ns| ns.as_bytes().to_vec())
@@ -152,6 +196,7 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("server", &format!("{}:{}", self.host, self.port))
+            .field("tls", &self.tls)
             .field("namespace", &String::from_utf8_lossy(&self.namespace))
             .field("lock_timeout", &self.lock_timeout)
             .field("membership_timeout", &self.membership_timeout)
@@ -187,6 +232,25 @@ mod tests {
     }
 
     #[test]
+    fn tls_options_follow_tooz() {
+        let result = parse("memcached://h?use_ssl=yes&ca_cert=/ca.pem&ssl_cert=/c.pem");
+        if cfg!(feature = "memcached-tls") {
+            let tls = result.unwrap().tls.unwrap();
+            assert_eq!(tls.ca_cert, Some(PathBuf::from("/ca.pem")));
+            assert_eq!(tls.cert, Some(PathBuf::from("/c.pem")));
+            assert!(!tls.check_hostname && tls.key.is_none());
+            assert!(matches!(
+                parse("memcached://h?use_ssl=1&ssl_key=/k.pem"),
+                Err(Error::InvalidUrl { .. })
+            ));
+        } else {
+            assert!(matches!(result, Err(Error::DriverUnavailable { .. })));
+        }
+        let plain = parse("memcached://h?use_ssl=false&ssl_ciphers=HIGH").unwrap();
+        assert!(plain.tls.is_none());
+    }
+
+    #[test]
     fn bad_urls_and_options() {
         assert!(matches!(
             parse("memcached://h?tiemout=1"),
@@ -198,7 +262,11 @@ mod tests {
         ));
         assert_eq!(parse("memcached://h/x").unwrap().host, "h");
         let err = parse("memcached://h?use_ssl=true&ssl_key_password=hunter2").unwrap_err();
-        assert!(matches!(err, Error::DriverUnavailable { .. }));
+        assert!(matches!(
+            err,
+            Error::DriverUnavailable { .. } | Error::InvalidOption { .. }
+        ));
         assert!(!err.to_string().contains("hunter2"));
+        assert!(!format!("{err:?}").contains("hunter2"));
     }
 }
