@@ -48,7 +48,9 @@
 //! `break_lock` removed it, which leaves a marker with the CAS it removed). A release that
 //! fails leaves the lock to its TTL: it is forgotten first, so no heartbeat renews it again.
 //! An acquire whose future is dropped while its request is on the wire releases the lock if
-//! the server granted it.
+//! the server granted it. A refresh whose reply is lost (a timeout) may have renewed the key
+//! under a CAS this client never learnt: the next refresh then reports the lock lost (a false
+//! alarm, never a false hold) and the key expires after its TTL.
 //!
 //! Waiting is polling (the `Driver` trait's default wait): memcached tells nobody of a
 //! release. The heartbeat (every window / 4) renews the member key and every held lock. A
@@ -58,7 +60,8 @@
 //! # Fencing tokens
 //!
 //! A token is `epoch << 22 | counter`, one 64-bit counter per lock name
-//! (`__TOOZ_FENCE_<name>`) that `ma` increments in the acquire's round trip, after the add.
+//! (`__TOOZ_FENCE_<name>`) that `ma` increments in the acquire's round trip, after the add
+//! (so a busy attempt also increments it: tokens have gaps, and still only grow).
 //! When the counter does not exist (first use, evicted, or the server restarted), `ma`
 //! creates it at `epoch << 22` with epoch = milliseconds since 2020 on this client's clock.
 //! Guaranteed: tokens of one name strictly increase while the counter lives; across its
@@ -236,10 +239,14 @@ fn refused(line: &str) -> Error {
 fn unexpected(what: &str, reply: Option<&Reply>) -> Error {
     match reply {
         Some(Reply::Error(line)) => refused(line),
-        _ => Error::Backend {
-            driver: "memcached",
-            message: format!("unexpected reply to {what}: {reply:?}"),
-        },
+        _ => {
+            // Shown shortened: a value may be large.
+            let shown: String = format!("{reply:?}").chars().take(200).collect();
+            Error::Backend {
+                driver: "memcached",
+                message: format!("unexpected reply to {what}: {shown}"),
+            }
+        }
     }
 }
 
