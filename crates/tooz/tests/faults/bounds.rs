@@ -120,8 +120,8 @@ pub fn of(scheme: &str) -> Option<Bounds> {
             rejoins_after_lost: true,
             // Nobody renews the orphan's key: it expires after its TTL, 3 s.
             orphan_lock: s(3000),
-            // No queue: a waiter retries every poll_interval (50 ms).
-            orphan_place: s(50),
+            // No queue: a waiter retries every lock_poll_interval (10 ms).
+            orphan_place: s(10),
         }),
         _ => None,
     }

@@ -5,7 +5,7 @@
 //! and liveness is the same member key (see the `layout` module for keys and values). Beyond
 //! tooz: fencing tokens, `lost()`, `stand_down_group_leader`, `get_member_info`, a release
 //! and a refresh that only ever touch this acquisition's own lock, and lock waits and
-//! membership watches that poll every 50 ms rather than every second.
+//! membership watches that poll (every 10 and 50 ms by default) rather than every second.
 //!
 //! # URL and options
 //!
@@ -21,7 +21,8 @@
 //! | `leader_timeout` | `timeout` | lifetime of a leader lock key |
 //! | `membership_timeout` | `timeout` | lifetime of the key that keeps a member alive |
 //! | `socket_timeout` | min(`timeout`, window / 8, 10 s), ≥ 50 ms | longest one call waits for its replies (ours) |
-//! | `poll_interval` | 50 ms | interval of lock waits and membership watches |
+//! | `poll_interval` | 50 ms | interval of membership watches |
+//! | `lock_poll_interval` | min(`poll_interval`, 10 ms) | how often a lock waiter tries again (ours) |
 //! | `namespace` | none | prefix of every key (ours: Python tooz has none, so a namespace shares nothing with it) |
 //! | `max_pool_size`, `executor` | — | accepted for tooz URLs; no effect (calls are pipelined on one connection) |
 //! | `use_ssl` | false | TLS (cargo feature `memcached-tls`: rustls with the ring provider, no OpenSSL; without it a TLS URL is refused with [`Error::DriverUnavailable`]) |
@@ -52,8 +53,9 @@
 //! under a CAS this client never learnt: the next refresh then reports the lock lost (a false
 //! alarm, never a false hold) and the key expires after its TTL.
 //!
-//! Waiting is polling (the `Driver` trait's default wait): memcached tells nobody of a
-//! release. The heartbeat (every window / 4) renews the member key and every held lock. A
+//! Waiting is polling (the `Driver` trait's default wait, trying every
+//! `lock_poll_interval`): memcached tells nobody of a release, so a waiter sees one within
+//! that interval, and waiters are not served in order. The heartbeat (every window / 4) renews the member key and every held lock. A
 //! session whose heartbeat fails is `Suspended`, and `Lost` (firing every `lost()`) after
 //! window / 2 without a successful one, before the keys it kept alive can expire.
 //!
@@ -126,8 +128,8 @@ use crate::driver::Driver;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::types::{
-    Capabilities, DriverFacts, FencingToken, LockMode, LockRequest, LostReason, MemberInfo,
-    SessionEvents, Support, WatchKind,
+    Capabilities, ChangeWait, DriverFacts, FencingToken, LockMode, LockRequest, LostReason,
+    MemberInfo, SessionEvents, Support, WatchKind,
 };
 use crate::url::DriverUrl;
 use client::{CallError, Client, Expect, Hook, Target};
@@ -1089,6 +1091,10 @@ impl Driver for MemcachedDriver {
             Reply::Value(meta, data) => Ok(Some(layout::holder(meta.flags.unwrap_or(0), &data)?)),
             other => Err(unexpected("mg", Some(&other))),
         }
+    }
+
+    async fn lock_changed(&self, _name: &Id) -> Result<ChangeWait> {
+        Ok(Box::pin(tokio::time::sleep(self.cfg.lock_poll_interval)))
     }
 
     fn leader_lock_name(&self, group: &Id) -> Id {

@@ -14,7 +14,12 @@ const fn spec(name: &'static str, kind: OptionKind, help: &'static str) -> Optio
 }
 
 /// The options of the memcached driver beyond the common ones.
-const OWN_OPTIONS: [OptionSpec; 10] = [
+const OWN_OPTIONS: [OptionSpec; 11] = [
+    spec(
+        "lock_poll_interval",
+        OptionKind::Duration,
+        "how often a lock waiter tries again (default: min(poll_interval, 10 ms))",
+    ),
     spec(
         "socket_timeout",
         OptionKind::Duration,
@@ -70,8 +75,11 @@ pub(super) const MEMCACHED_OPTIONS: [OptionSpec; count_with_common(&OWN_OPTIONS)
 
 /// Python tooz's default for `timeout` (and the lock, membership and leader timeouts).
 pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default interval of lock waits and membership watches: memcached pushes nothing.
+/// Default interval of membership watches: memcached pushes nothing.
 pub(super) const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Longest default interval of lock waits: a try is one cheap round trip, and a release is
+/// seen within it.
+const DEFAULT_LOCK_POLL_INTERVAL: Duration = Duration::from_millis(10);
 const DEFAULT_PORT: u16 = 11211;
 const MAX_DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const MIN_DEFAULT_CALL_TIMEOUT: Duration = Duration::from_millis(50);
@@ -104,6 +112,8 @@ pub(super) struct Config {
     /// Longest one call waits for its replies.
     pub call_timeout: Duration,
     pub poll_interval: Duration,
+    /// How often a lock waiter tries again.
+    pub lock_poll_interval: Duration,
 }
 
 impl Config {
@@ -169,6 +179,9 @@ impl Config {
                 .min(MAX_DEFAULT_CALL_TIMEOUT)
                 .max(MIN_DEFAULT_CALL_TIMEOUT)
         });
+        let poll_interval = options
+            .duration("poll_interval")
+            .unwrap_or(DEFAULT_POLL_INTERVAL);
         let host = url
             .host()
             .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
@@ -185,9 +198,10 @@ impl Config {
             membership_timeout,
             leader_timeout,
             call_timeout,
-            poll_interval: options
-                .duration("poll_interval")
-                .unwrap_or(DEFAULT_POLL_INTERVAL),
+            poll_interval,
+            lock_poll_interval: options
+                .duration("lock_poll_interval")
+                .unwrap_or(poll_interval.min(DEFAULT_LOCK_POLL_INTERVAL)),
         })
     }
 }
@@ -203,6 +217,7 @@ impl fmt::Debug for Config {
             .field("leader_timeout", &self.leader_timeout)
             .field("call_timeout", &self.call_timeout)
             .field("poll_interval", &self.poll_interval)
+            .field("lock_poll_interval", &self.lock_poll_interval)
             .finish()
     }
 }
@@ -222,6 +237,11 @@ mod tests {
         assert_eq!(cfg.lock_timeout, DEFAULT_TIMEOUT);
         assert_eq!(cfg.leader_timeout, DEFAULT_TIMEOUT);
         assert_eq!(cfg.poll_interval, DEFAULT_POLL_INTERVAL);
+        assert_eq!(cfg.lock_poll_interval, DEFAULT_LOCK_POLL_INTERVAL);
+        let cfg = parse("memcached://h?poll_interval=0.005").unwrap();
+        assert_eq!(cfg.lock_poll_interval, Duration::from_millis(5));
+        let cfg = parse("memcached://h?lock_poll_interval=0.2").unwrap();
+        assert_eq!(cfg.lock_poll_interval, Duration::from_millis(200));
         assert!(cfg.namespace.is_empty());
         let cfg = parse("memcached://127.0.0.1:11212?timeout=4&leader_timeout=2&max_pool_size=3")
             .unwrap();
