@@ -1,7 +1,8 @@
 //! What the memcached driver fixes in Python tooz's lock, against the server of
 //! `scripts/services` (`TOOZ_MEMCACHED_URL`, default `memcached://127.0.0.1:11211`): a release
 //! never deletes a lock that is not its own (not even one taken by the same member id), and a
-//! refresh never revives or extends a lock that is gone or changed: it reports `lost()`.
+//! refresh never revives or extends a lock that is gone or changed: it reports `lost()`; and
+//! a client that releases a lock someone tried meanwhile leaves it to them.
 //!
 //! Skipped (saying so) when the server is unreachable, except under `CI=true`.
 
@@ -162,4 +163,31 @@ async fn a_refresh_never_extends_another_holders_lock() {
     );
     assert_eq!(raw(&format!("md {key}\r\n")), ["HD"]);
     holder.stop().await.unwrap();
+}
+
+/// Polling serves nobody in order: a client that releases a lock and takes it again at once
+/// would starve the waiters. Ours leaves a lock that was tried while it held it to the others
+/// for a moment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_releaser_leaves_the_lock_to_those_who_tried_it() {
+    if !reachable() {
+        return;
+    }
+    let lock = unique("lock");
+    let greedy = started(&url(), &unique("greedy")).await;
+    let waiter = started(&url(), &unique("waiter")).await;
+    let held = greedy.lock(lock.as_str()).acquire().await.unwrap();
+    let waiting = {
+        let lock = waiter.lock(lock.as_str());
+        tokio::spawn(async move { lock.acquire_timeout(Duration::from_secs(5)).await })
+    };
+    // The waiter has tried (and found the lock busy) by now.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(held.release().await.unwrap());
+    let again = greedy.lock(lock.as_str()).try_acquire().await.unwrap();
+    assert!(again.is_none(), "the releaser took the lock again at once");
+    let got = waiting.await.unwrap().unwrap();
+    assert!(got.release().await.unwrap());
+    greedy.stop().await.unwrap();
+    waiter.stop().await.unwrap();
 }

@@ -55,7 +55,11 @@
 //!
 //! Waiting is polling (the `Driver` trait's default wait, trying every
 //! `lock_poll_interval`): memcached tells nobody of a release, so a waiter sees one within
-//! that interval, and waiters are not served in order. The heartbeat (every window / 4) renews the member key and every held lock. A
+//! that interval, and waiters are not served in order. So that a client taking a lock again
+//! and again does not starve the others, each try counts (it increments the fencing
+//! counter), and a client releasing a lock that was tried while it held it does not take it
+//! again for 1.5 × `lock_poll_interval` (its tries say busy meanwhile): every waiter's next
+//! try falls in that window. Python tooz's tries do not count. The heartbeat (every window / 4) renews the member key and every held lock. A
 //! session whose heartbeat fails is `Suspended`, and `Lost` (firing every `lost()`) after
 //! window / 2 without a successful one, before the keys it kept alive can expire.
 //!
@@ -111,7 +115,7 @@ mod proto;
 #[cfg(feature = "memcached-tls")]
 mod tls;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -183,6 +187,7 @@ impl MemcachedDriver {
             joined: JoinedGroups::default(),
             held: Arc::new(HeldLocks::default()),
             session: SessionSlot::new("memcached"),
+            yields: Mutex::new(HashMap::new()),
         })
     }
 }
@@ -197,11 +202,17 @@ pub struct MemcachedDriver {
     joined: JoinedGroups,
     held: Arc<HeldLocks<Arc<Held>>>,
     session: SessionSlot<Session>,
+    /// Locks this client released while others tried them: not taken again before the
+    /// instant given, so that a waiter's next try finds them free.
+    yields: Mutex<HashMap<Id, std::time::Instant>>,
 }
 
 /// One held lock.
 struct Held {
     key: Vec<u8>,
+    /// The fencing counter's key, and its value at this acquisition.
+    fence: Vec<u8>,
+    token: u64,
     ttl: u64,
     /// The CAS of the item as this acquisition last wrote it; held while a refresh or the
     /// release uses it, so that a release always sees the latest.
@@ -330,6 +341,19 @@ impl MemcachedDriver {
             Some(reply) => Ok(reply),
             None => Err(unexpected("a request", None)),
         }
+    }
+
+    /// How long a released lock is left to others: a waiter's sleep and a try.
+    fn yield_window(&self) -> Duration {
+        self.cfg.lock_poll_interval + self.cfg.lock_poll_interval / 2
+    }
+
+    /// True while this client leaves `name` to the clients that tried it (see `yields`).
+    fn yielding(&self, name: &Id) -> bool {
+        let mut yields = self.yields.lock().unwrap();
+        let now = std::time::Instant::now();
+        yields.retain(|_, until| *until > now);
+        yields.contains_key(name)
     }
 
     fn lock_ttl(&self, name: &Id) -> u64 {
@@ -920,6 +944,9 @@ impl Driver for MemcachedDriver {
     async fn lock_try_acquire(&self, req_: &LockRequest) -> Result<Option<FencingToken>> {
         debug_assert_eq!(req_.mode, LockMode::Exclusive);
         let session = self.session()?;
+        if self.yielding(&req_.name) {
+            return Ok(None);
+        }
         let key = self.keys.lock(&req_.name);
         let ttl = self.lock_ttl(&req_.name);
         let mut bytes = Vec::new();
@@ -981,6 +1008,8 @@ impl Driver for MemcachedDriver {
             req_,
             Arc::new(Held {
                 key,
+                fence: self.keys.fence(&req_.name),
+                token,
                 ttl,
                 cas: tokio::sync::Mutex::new(cas),
             }),
@@ -998,12 +1027,26 @@ impl Driver for MemcachedDriver {
         };
         let held = held.record;
         let cas = held.cas.lock().await;
-        let bytes = req(Verb::Delete, &held.key, &[Flag::Num('C', *cas)], b"");
-        match self.call1(bytes).await? {
-            Reply::Done(_) => Ok(true),
-            Reply::Exists(_) | Reply::NotFound(_) => Ok(false),
-            other => Err(unexpected("the lock delete", Some(&other))),
+        let mut bytes = req(Verb::Delete, &held.key, &[Flag::Num('C', *cas)], b"");
+        proto::request(&mut bytes, Verb::Get, &held.fence, &[Flag::Bare('v')], b"");
+        let replies = self.call(bytes, Expect::Count(2)).await?;
+        let released = match replies.first() {
+            Some(Reply::Done(_)) => true,
+            Some(Reply::Exists(_) | Reply::NotFound(_)) => false,
+            other => return Err(unexpected("the lock delete", other)),
+        };
+        // Someone tried the lock while it was held (each try counts): let them have it.
+        let counter = match replies.get(1) {
+            Some(Reply::Value(_, digits)) => std::str::from_utf8(digits)
+                .ok()
+                .and_then(|d| d.trim().parse::<u64>().ok()),
+            _ => None,
+        };
+        if released && counter.is_some_and(|c| c > held.token) {
+            let until = std::time::Instant::now() + self.yield_window();
+            self.yields.lock().unwrap().insert(req_.name.clone(), until);
         }
+        Ok(released)
     }
 
     async fn lock_refresh(&self, req_: &LockRequest) -> Result<bool> {
