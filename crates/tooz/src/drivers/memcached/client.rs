@@ -2,8 +2,8 @@
 //! written as they come and replies matched to them in order), re-dialled on demand after a
 //! failure, every call bounded by a timeout.
 //!
-//! A call is a batch of requests written at once and the replies it expects: a count, or
-//! "until `MN`" for quiet multi-gets, or "until `END`" for `stats`. A call may carry a hook
+//! A call is a [`Batch`] of requests written at once, each tagged so that its reply is known
+//! to be its own (quiet requests for multi-gets, a `stats` at the end). A call may carry a hook
 //! that sees its replies as they are handed over, even when its caller is gone (its future
 //! dropped): so that an acquisition granted to nobody can be undone.
 //!
@@ -14,6 +14,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::proto::{self, Reply};
+use super::proto::{self, Flag, Reply, Verb};
 
 /// Why a call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,24 +49,127 @@ impl fmt::Display for CallError {
     }
 }
 
-/// The replies a call waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Expect {
-    /// This many replies.
-    Count(usize),
-    /// Replies up to and including `MN`.
-    UntilNoop,
-    /// Replies up to and including `END`.
-    UntilEnd,
+/// Requests written together. Each meta request carries a tag of its own (the `O` flag,
+/// which the server echoes), and every reply is checked against the tag its place calls for:
+/// a reply that is not the one its request should get (bytes lost on the way without the
+/// connection breaking, a server gone astray) breaks the connection instead of being handed
+/// to the wrong caller.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    bytes: Vec<u8>,
+    check: Check,
 }
 
-impl Expect {
-    fn complete(self, replies: &[Reply]) -> bool {
-        match self {
-            Expect::Count(n) => replies.len() >= n,
-            Expect::UntilNoop => matches!(replies.last(), Some(Reply::Noop)),
-            Expect::UntilEnd => matches!(replies.last(), Some(Reply::End)),
+/// The replies a call waits for.
+#[derive(Debug, Default, Clone)]
+struct Check {
+    /// Tags of the requests that always answer, in order.
+    counted: VecDeque<u64>,
+    /// Tags of quiet requests, which answer only when they have something to say.
+    quiet: Vec<u64>,
+    /// A classic `stats` at the end: `STAT` lines up to `END`.
+    stats: bool,
+}
+
+/// A tag no other request of this process carries.
+fn next_tag() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+impl Batch {
+    /// One request (see [`push`](Batch::push)).
+    pub(crate) fn one(verb: Verb, key: &[u8], flags: &[Flag], data: &[u8]) -> Batch {
+        let mut batch = Batch::default();
+        batch.push(verb, key, flags, data);
+        batch
+    }
+
+    fn write(&mut self, verb: Verb, key: &[u8], flags: &[Flag], data: &[u8]) -> u64 {
+        assert!(!self.check.stats, "stats must come last in a batch");
+        let tag = next_tag();
+        let mut all = flags.to_vec();
+        all.push(Flag::Num('O', tag));
+        proto::request(&mut self.bytes, verb, key, &all, data);
+        tag
+    }
+
+    /// Adds a request that always answers.
+    pub(crate) fn push(&mut self, verb: Verb, key: &[u8], flags: &[Flag], data: &[u8]) {
+        let tag = self.write(verb, key, flags, data);
+        self.check.counted.push_back(tag);
+    }
+
+    /// Adds a quiet request (the `q` flag is added here), which may not answer; a request
+    /// that always answers must follow it. Returns its tag, which its reply carries.
+    pub(crate) fn push_quiet(
+        &mut self,
+        verb: Verb,
+        key: &[u8],
+        flags: &[Flag],
+        data: &[u8],
+    ) -> u64 {
+        let mut all = flags.to_vec();
+        all.push(Flag::Bare('q'));
+        let tag = self.write(verb, key, &all, data);
+        self.check.quiet.push(tag);
+        tag
+    }
+
+    /// Adds a classic `stats`, which must come last, after a request that always answers.
+    pub(crate) fn stats(&mut self) {
+        assert!(
+            !self.check.counted.is_empty(),
+            "stats needs a tagged request before it"
+        );
+        proto::stats(&mut self.bytes);
+        self.check.stats = true;
+    }
+
+    /// The tags of the requests that always answer, in order (for tests).
+    #[cfg(test)]
+    fn tags(&self) -> Vec<u64> {
+        self.check.counted.iter().copied().collect()
+    }
+}
+
+fn tag_of(reply: &Reply) -> Option<u64> {
+    let opaque = match reply {
+        Reply::Done(m)
+        | Reply::Value(m, _)
+        | Reply::NotStored(m)
+        | Reply::Exists(m)
+        | Reply::NotFound(m)
+        | Reply::Miss(m) => m.opaque.as_deref()?,
+        _ => return None,
+    };
+    std::str::from_utf8(opaque).ok()?.parse().ok()
+}
+
+impl Check {
+    /// Takes `reply` as the next one: whether the call is complete, or the reply is not
+    /// this call's.
+    fn accept(&mut self, reply: &Reply) -> Result<bool, proto::ProtoError> {
+        if let Reply::Error(_) = reply {
+            return Ok(true);
         }
+        if self.counted.is_empty() && self.stats {
+            return match reply {
+                Reply::Stat(..) => Ok(false),
+                Reply::End => Ok(true),
+                _ => Err(proto::ProtoError::Desync("a reply inside stats".into())),
+            };
+        }
+        let tag = tag_of(reply);
+        if tag.is_some() && tag == self.counted.front().copied() {
+            self.counted.pop_front();
+        } else if !tag.is_some_and(|t| self.quiet.contains(&t)) {
+            return Err(proto::ProtoError::Desync(format!(
+                "a reply tagged {tag:?} where {:?} was due",
+                self.counted.front()
+            )));
+        }
+        Ok(self.counted.is_empty() && !self.stats)
     }
 }
 
@@ -77,14 +181,14 @@ type Answer = Result<Vec<Reply>, CallError>;
 /// One call on its way.
 struct Job {
     bytes: Vec<u8>,
-    expect: Expect,
+    check: Check,
     answer: oneshot::Sender<Answer>,
     hook: Option<Hook>,
 }
 
 /// A call written and waiting for its replies.
 struct Waiting {
-    expect: Expect,
+    check: Check,
     replies: Vec<Reply>,
     answer: oneshot::Sender<Answer>,
     hook: Option<Hook>,
@@ -154,7 +258,7 @@ async fn write_loop(
         while let Some(job) = next {
             batch.extend_from_slice(&job.bytes);
             queue.lock().unwrap().push_back(Waiting {
-                expect: job.expect,
+                check: job.check,
                 replies: Vec::new(),
                 answer: job.answer,
                 hook: job.hook,
@@ -203,8 +307,12 @@ async fn read_loop(mut read: ReadHalf<Boxed>, queue: Queue) {
                 Reply::Error(line) => Some(line.clone()),
                 _ => None,
             };
+            let complete = match call.check.accept(&reply) {
+                Ok(complete) => complete,
+                Err(error) => break 'conn CallError::Protocol(error),
+            };
             call.replies.push(reply);
-            if refused.is_some() || call.expect.complete(&call.replies) {
+            if complete {
                 let call = queue_now.pop_front().expect("a front call");
                 drop(queue_now);
                 call.finish();
@@ -339,22 +447,17 @@ impl Client {
         conn.close();
     }
 
-    /// Sends `bytes` (one or more requests) and waits for the replies `expect` says. A
-    /// refused request ends the replies with its [`Reply::Error`].
-    pub(crate) async fn call(
-        &self,
-        bytes: Vec<u8>,
-        expect: Expect,
-    ) -> Result<Vec<Reply>, CallError> {
-        self.call_with_hook(bytes, expect, None).await
+    /// Sends `batch` and waits for its replies. A refused request ends the replies with its
+    /// [`Reply::Error`].
+    pub(crate) async fn call(&self, batch: Batch) -> Result<Vec<Reply>, CallError> {
+        self.call_with_hook(batch, None).await
     }
 
     /// As [`call`](Client::call); `hook` sees the replies when they come, whether or not
     /// the caller is still there.
     pub(crate) async fn call_with_hook(
         &self,
-        bytes: Vec<u8>,
-        expect: Expect,
+        batch: Batch,
         hook: Option<Hook>,
     ) -> Result<Vec<Reply>, CallError> {
         let deadline = tokio::time::Instant::now() + self.target.timeout;
@@ -363,8 +466,8 @@ impl Client {
             .map_err(|_| CallError::Timeout(self.target.timeout))??;
         let (answer, rx) = oneshot::channel();
         let job = Job {
-            bytes,
-            expect,
+            bytes: batch.bytes,
+            check: batch.check,
             answer,
             hook,
         };
@@ -406,11 +509,10 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drivers::memcached::proto::{Flag, Verb};
     use tokio::net::TcpListener;
 
-    /// A server that answers each connection with `script`: pairs of (bytes to read first,
-    /// bytes to answer), the answer written in pieces of `piece` bytes.
+    /// A server that answers one connection with `script`: pairs of (bytes to read first,
+    /// bytes to answer, 30 ms later), the answer written in pieces of `piece` bytes.
     async fn scripted(script: Vec<(usize, Vec<u8>)>, piece: usize) -> (Target, JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -440,88 +542,116 @@ mod tests {
         (target, server)
     }
 
-    fn get(key: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        proto::request(&mut out, Verb::Get, key, &[Flag::Bare('v')], b"");
-        out
+    fn get(key: &[u8]) -> Batch {
+        Batch::one(Verb::Get, key, &[Flag::Bare('v')], b"")
     }
 
     #[tokio::test]
     async fn replies_split_in_pieces_are_put_together() {
-        let request = get(b"k");
-        let (target, _server) =
-            scripted(vec![(request.len(), b"VA 5 c1\r\nhello\r\n".to_vec())], 3).await;
+        let batch = get(b"k");
+        let answer = format!("VA 5 c1 O{}\r\nhello\r\n", batch.tags()[0]);
+        let (target, _server) = scripted(vec![(batch.bytes.len(), answer.into_bytes())], 3).await;
         let client = Client::new(target);
-        let replies = client.call(request, Expect::Count(1)).await.unwrap();
+        let replies = client.call(batch).await.unwrap();
         assert!(matches!(&replies[..], [Reply::Value(_, v)] if v == b"hello"));
     }
 
     #[tokio::test]
     async fn pipelined_calls_get_their_own_replies() {
-        let (one, two) = (get(b"a"), get(b"b"));
-        let answer = b"VA 1\r\nA\r\nEN\r\nMN\r\n".to_vec();
-        let mut second = two.clone();
-        proto::noop(&mut second);
-        let (target, _server) = scripted(vec![(one.len() + second.len(), answer)], 5).await;
+        let one = get(b"a");
+        let mut two = Batch::default();
+        let quiet = two.push_quiet(Verb::Get, b"b", &[Flag::Bare('v')], b"");
+        two.push(Verb::Get, b"c", &[], b"");
+        let answer = format!(
+            "VA 1 O{}\r\nA\r\nVA 1 O{quiet}\r\nB\r\nEN O{}\r\n",
+            one.tags()[0],
+            two.tags()[0]
+        );
+        let total = one.bytes.len() + two.bytes.len();
+        let (target, _server) = scripted(vec![(total, answer.into_bytes())], 5).await;
         let client = Arc::new(Client::new(target));
         let first = {
-            let (client, one) = (client.clone(), one.clone());
-            tokio::spawn(async move { client.call(one, Expect::Count(1)).await })
+            let client = client.clone();
+            tokio::spawn(async move { client.call(one).await })
         };
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let rest = client.call(second, Expect::UntilNoop).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let rest = client.call(two).await.unwrap();
         let first = first.await.unwrap().unwrap();
         assert!(matches!(&first[..], [Reply::Value(_, v)] if v == b"A"));
-        assert_eq!(rest, vec![Reply::Miss, Reply::Noop]);
+        assert!(matches!(&rest[..], [Reply::Value(_, v), Reply::Miss(_)] if v == b"B"));
+    }
+
+    #[tokio::test]
+    async fn a_reply_that_is_not_the_calls_breaks_the_connection() {
+        let (one, two) = (get(b"a"), get(b"b"));
+        // The first request was lost on the way: the server answers only the second.
+        let answer = format!("EN O{}\r\n", two.tags()[0]);
+        let total = one.bytes.len() + two.bytes.len();
+        let (target, _server) = scripted(vec![(total, answer.into_bytes())], 64).await;
+        let client = Arc::new(Client::new(target));
+        let first = {
+            let client = client.clone();
+            tokio::spawn(async move { client.call(one).await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let second = client.call(two).await;
+        let first = first.await.unwrap();
+        assert!(
+            matches!(
+                first,
+                Err(CallError::Protocol(proto::ProtoError::Desync(_)))
+            ),
+            "{first:?}"
+        );
+        assert!(second.is_err(), "{second:?}");
+    }
+
+    #[tokio::test]
+    async fn stats_follow_a_tagged_request() {
+        let mut batch = get(b"k");
+        batch.stats();
+        let answer = format!("EN O{}\r\nSTAT pid 7\r\nEND\r\n", batch.tags()[0]);
+        let (target, _server) = scripted(vec![(batch.bytes.len(), answer.into_bytes())], 4).await;
+        let client = Client::new(target);
+        let replies = client.call(batch).await.unwrap();
+        assert_eq!(replies.len(), 3);
+        assert_eq!(replies[1], Reply::Stat("pid".into(), "7".into()));
     }
 
     #[tokio::test]
     async fn server_errors_end_the_call_and_close_the_connection() {
-        let mut request = get(b"k");
-        request.extend(get(b"l"));
-        let (target, _server) = scripted(
-            vec![(
-                request.len(),
-                b"EN\r\nSERVER_ERROR out of memory\r\n".to_vec(),
-            )],
-            64,
-        )
-        .await;
+        let mut batch = get(b"k");
+        batch.push(Verb::Get, b"l", &[Flag::Bare('v')], b"");
+        let answer = format!("EN O{}\r\nSERVER_ERROR out of memory\r\n", batch.tags()[0]);
+        let (target, _server) = scripted(vec![(batch.bytes.len(), answer.into_bytes())], 64).await;
         let client = Client::new(target);
-        let replies = client.call(request, Expect::Count(2)).await.unwrap();
-        assert_eq!(
-            replies,
-            [
-                Reply::Miss,
-                Reply::Error("SERVER_ERROR out of memory".into())
-            ]
+        let replies = client.call(batch).await.unwrap();
+        assert!(
+            matches!(&replies[..], [Reply::Miss(_), Reply::Error(e)] if e == "SERVER_ERROR out of memory")
         );
         assert!(client.conn.lock().await.is_none());
     }
 
     #[tokio::test]
     async fn garbage_is_a_protocol_error() {
-        let request = get(b"k");
+        let batch = get(b"k");
         let (target, _server) =
-            scripted(vec![(request.len(), b"HELLO there\r\n".to_vec())], 64).await;
+            scripted(vec![(batch.bytes.len(), b"HELLO there\r\n".to_vec())], 64).await;
         let client = Client::new(target);
-        let error = client.call(request, Expect::Count(1)).await.unwrap_err();
+        let error = client.call(batch).await.unwrap_err();
         assert!(matches!(error, CallError::Protocol(_)), "{error}");
     }
 
     #[tokio::test]
     async fn a_silent_server_times_out_and_a_closed_one_fails() {
-        let request = get(b"k");
-        let (mut target, _server) = scripted(vec![(request.len(), Vec::new())], 64).await;
+        let batch = get(b"k");
+        let (mut target, _server) = scripted(vec![(batch.bytes.len(), Vec::new())], 64).await;
         target.timeout = Duration::from_millis(100);
         let client = Client::new(target.clone());
-        let error = client
-            .call(request.clone(), Expect::Count(1))
-            .await
-            .unwrap_err();
+        let error = client.call(batch).await.unwrap_err();
         assert_eq!(error, CallError::Timeout(Duration::from_millis(100)));
         // The scripted server accepts once: the next call finds nobody listening.
-        let error = client.call(request, Expect::Count(1)).await.unwrap_err();
+        let error = client.call(get(b"k")).await.unwrap_err();
         assert!(
             matches!(error, CallError::Connection(_) | CallError::Timeout(_)),
             "{error}"
@@ -530,8 +660,9 @@ mod tests {
 
     #[tokio::test]
     async fn the_hook_sees_the_replies_of_a_dropped_call() {
-        let request = get(b"k");
-        let (target, _server) = scripted(vec![(request.len(), b"HD c5\r\n".to_vec())], 64).await;
+        let batch = get(b"k");
+        let answer = format!("HD c5 O{}\r\n", batch.tags()[0]);
+        let (target, _server) = scripted(vec![(batch.bytes.len(), answer.into_bytes())], 64).await;
         let client = Arc::new(Client::new(target));
         let (tx, rx) = oneshot::channel();
         let hook: Hook = Box::new(move |replies| {
@@ -539,11 +670,7 @@ mod tests {
         });
         let call = {
             let client = client.clone();
-            tokio::spawn(async move {
-                client
-                    .call_with_hook(request, Expect::Count(1), Some(hook))
-                    .await
-            })
+            tokio::spawn(async move { client.call_with_hook(batch, Some(hook)).await })
         };
         // The server answers 30 ms after the request: the call is dropped before that.
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -136,7 +136,7 @@ use crate::types::{
     MemberInfo, SessionEvents, Support, WatchKind,
 };
 use crate::url::DriverUrl;
-use client::{CallError, Client, Expect, Hook, Target};
+use client::{Batch, CallError, Client, Hook, Target};
 use layout::{Group, Keys, EMPTY_GROUP, LEADER_PREFIX, MSGPACK, RAW, STILL_ALIVE};
 use options::Config;
 use proto::{Flag, Reply, Verb};
@@ -287,14 +287,12 @@ fn backoff(n: u32) -> Duration {
     base / 2 + base.mul_f64(jitter as f64 / 2000.0)
 }
 
-fn req(verb: Verb, key: &[u8], flags: &[Flag], data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    proto::request(&mut out, verb, key, flags, data);
-    out
+fn req(verb: Verb, key: &[u8], flags: &[Flag], data: &[u8]) -> Batch {
+    Batch::one(verb, key, flags, data)
 }
 
 /// `mg key v c f`: value, CAS and flags.
-fn get_cas(key: &[u8]) -> Vec<u8> {
+fn get_cas(key: &[u8]) -> Batch {
     req(
         Verb::Get,
         key,
@@ -325,17 +323,17 @@ impl MemcachedDriver {
         self.session.get()
     }
 
-    async fn call(&self, bytes: Vec<u8>, expect: Expect) -> Result<Vec<Reply>> {
+    async fn call(&self, batch: Batch) -> Result<Vec<Reply>> {
         let session = self.session()?;
         session
             .client
-            .call(bytes, expect)
+            .call(batch)
             .await
             .map_err(|e| call_error(&self.cfg, e))
     }
 
-    async fn call1(&self, bytes: Vec<u8>) -> Result<Reply> {
-        let mut replies = self.call(bytes, Expect::Count(1)).await?;
+    async fn call1(&self, batch: Batch) -> Result<Reply> {
+        let mut replies = self.call(batch).await?;
         match replies.pop() {
             Some(Reply::Error(line)) => Err(refused(&line)),
             Some(reply) => Ok(reply),
@@ -376,7 +374,7 @@ impl MemcachedDriver {
             }
             let read = self.call1(get_cas(key)).await?;
             let (current, cas) = match &read {
-                Reply::Miss => (None, None),
+                Reply::Miss(_) => (None, None),
                 Reply::Value(meta, data) => (Some((meta.flags.unwrap_or(0), &data[..])), meta.cas),
                 other => return Err(unexpected("mg", Some(other))),
             };
@@ -409,7 +407,7 @@ impl MemcachedDriver {
     /// The group `group` as stored: `None` if it does not exist (or is being deleted).
     async fn read_group(&self, group: &Id) -> Result<Option<(Group, u64)>> {
         match self.call1(get_cas(&self.keys.group(group))).await? {
-            Reply::Miss => Ok(None),
+            Reply::Miss(_) => Ok(None),
             Reply::Value(meta, data) => {
                 Ok(Group::decode(meta.flags.unwrap_or(0), &data)?
                     .map(|g| (g, meta.cas.unwrap_or(0))))
@@ -432,32 +430,28 @@ impl MemcachedDriver {
         if others.is_empty() {
             return Ok(alive);
         }
-        let mut bytes = Vec::with_capacity(others.len() * 48);
-        for (i, member) in others.iter().enumerate() {
-            let flags = [Flag::Bare('q'), Flag::Num('O', i as u64)];
-            proto::request(
-                &mut bytes,
-                Verb::Get,
-                &self.keys.member(member),
-                &flags,
-                b"",
-            );
+        let mut batch = Batch::default();
+        let mut by_tag = HashMap::with_capacity(others.len());
+        for member in &others {
+            let tag = batch.push_quiet(Verb::Get, &self.keys.member(member), &[], b"");
+            by_tag.insert(tag.to_string().into_bytes(), *member);
         }
-        proto::noop(&mut bytes);
-        for reply in self.call(bytes, Expect::UntilNoop).await? {
+        // The end of the quiet gets: a request that always answers.
+        batch.push(Verb::Get, &self.keys.group_list(), &[], b"");
+        let replies = self.call(batch).await?;
+        let last = replies.len().saturating_sub(1);
+        for (i, reply) in replies.into_iter().enumerate() {
             match reply {
+                Reply::Done(_) | Reply::Value(..) | Reply::Miss(_) if i == last => {}
                 Reply::Done(meta) | Reply::Value(meta, _) => {
-                    let index = meta
-                        .opaque
-                        .and_then(|o| std::str::from_utf8(&o).ok()?.parse::<usize>().ok());
-                    match index.and_then(|i| others.get(i)) {
+                    let member = meta.opaque.and_then(|o| by_tag.get(&o).copied());
+                    match member {
                         Some(member) => {
-                            alive.insert((*member).clone());
+                            alive.insert(member.clone());
                         }
                         None => return Err(unexpected("a multi-get", None)),
                     }
                 }
-                Reply::Noop | Reply::Miss => {}
                 other => return Err(unexpected("a multi-get", Some(&other))),
             }
         }
@@ -519,10 +513,11 @@ impl MemcachedDriver {
 
     /// The server's pid and start time (`stats`).
     async fn server_id(&self, client: &Client) -> Result<(String, i64)> {
-        let mut bytes = Vec::new();
-        proto::stats(&mut bytes);
+        // A tagged request first: the stats lines that follow are this call's.
+        let mut batch = Batch::one(Verb::Get, &self.keys.group_list(), &[], b"");
+        batch.stats();
         let replies = client
-            .call(bytes, Expect::UntilEnd)
+            .call(batch)
             .await
             .map_err(|e| call_error(&self.cfg, e))?;
         let stat = |name: &str| {
@@ -590,7 +585,7 @@ impl MemcachedDriver {
         for held in self.held.remove_lost() {
             let cas = *held.cas.lock().await;
             let bytes = req(Verb::Delete, &held.key, &[Flag::Num('C', cas)], b"");
-            if let Err(error) = session.client.call(bytes, Expect::Count(1)).await {
+            if let Err(error) = session.client.call(bytes).await {
                 tracing::debug!(%error, "deleting a lost lock failed (it expires)");
             }
         }
@@ -613,7 +608,7 @@ impl MemcachedDriver {
             move |cas: u64| {
                 runtime.spawn(async move {
                     let bytes = req(Verb::Delete, &key, &[Flag::Num('C', cas)], b"");
-                    if let Err(error) = client.call(bytes, Expect::Count(1)).await {
+                    if let Err(error) = client.call(bytes).await {
                         tracing::warn!(%error, "releasing an abandoned acquisition failed (it expires)");
                     }
                 });
@@ -651,7 +646,7 @@ impl MemcachedDriver {
     /// Releases the acquisition whose item has `cas` (after a failed fencing counter).
     async fn delete_if(&self, key: &[u8], cas: u64) {
         let bytes = req(Verb::Delete, key, &[Flag::Num('C', cas)], b"");
-        if let Err(error) = self.call(bytes, Expect::Count(1)).await {
+        if let Err(error) = self.call(bytes).await {
             tracing::warn!(%error, "releasing an acquisition failed (it expires)");
         }
     }
@@ -724,7 +719,7 @@ impl Driver for MemcachedDriver {
         let key = self.keys.member(&self.member);
         let result = if proto::key_fits(&key) {
             let bytes = req(Verb::Delete, &key, &[], b"");
-            session.client.call(bytes, Expect::Count(1)).await.map(drop)
+            session.client.call(bytes).await.map(drop)
         } else {
             Ok(())
         };
@@ -813,7 +808,7 @@ impl Driver for MemcachedDriver {
         let key = self.keys.group_list();
         let bytes = req(Verb::Get, &key, &[Flag::Bare('v'), Flag::Bare('f')], b"");
         match self.call1(bytes).await? {
-            Reply::Miss => Ok(BTreeSet::new()),
+            Reply::Miss(_) => Ok(BTreeSet::new()),
             Reply::Value(meta, data) => {
                 let items = layout::decode_group_list(meta.flags.unwrap_or(0), &data)?;
                 Ok(layout::group_ids(&items).into_iter().collect())
@@ -899,8 +894,8 @@ impl Driver for MemcachedDriver {
             .await?
         {
             Reply::Done(meta) => meta.ttl,
-            Reply::Miss if member == &self.member => None,
-            Reply::Miss => return Err(member_not_joined(group, member)),
+            Reply::Miss(_) if member == &self.member => None,
+            Reply::Miss(_) => return Err(member_not_joined(group, member)),
             other => return Err(unexpected("mg", Some(&other))),
         };
         let mut extra = BTreeMap::new();
@@ -949,30 +944,24 @@ impl Driver for MemcachedDriver {
         }
         let key = self.keys.lock(&req_.name);
         let ttl = self.lock_ttl(&req_.name);
-        let mut bytes = Vec::new();
+        let mut bytes = Batch::default();
         let add = [
             Flag::Word('M', "E"),
             Flag::Num('T', ttl),
             Flag::Num('F', u64::from(RAW)),
             Flag::Bare('c'),
         ];
-        proto::request(&mut bytes, Verb::Set, &key, &add, req_.owner.as_bytes());
+        bytes.push(Verb::Set, &key, &add, req_.owner.as_bytes());
         let count = [
             Flag::Num('N', 0),
             Flag::Num('J', fresh_counter()),
             Flag::Bare('v'),
         ];
-        proto::request(
-            &mut bytes,
-            Verb::Arithmetic,
-            &self.keys.fence(&req_.name),
-            &count,
-            b"",
-        );
+        bytes.push(Verb::Arithmetic, &self.keys.fence(&req_.name), &count, b"");
         let (grant, abandon, hook) = self.grant_guard(&session, &key);
         let replies = session
             .client
-            .call_with_hook(bytes, Expect::Count(2), Some(hook))
+            .call_with_hook(bytes, Some(hook))
             .await
             .map_err(|e| call_error(&self.cfg, e));
         let replies = match replies {
@@ -1028,8 +1017,8 @@ impl Driver for MemcachedDriver {
         let held = held.record;
         let cas = held.cas.lock().await;
         let mut bytes = req(Verb::Delete, &held.key, &[Flag::Num('C', *cas)], b"");
-        proto::request(&mut bytes, Verb::Get, &held.fence, &[Flag::Bare('v')], b"");
-        let replies = self.call(bytes, Expect::Count(2)).await?;
+        bytes.push(Verb::Get, &held.fence, &[Flag::Bare('v')], b"");
+        let replies = self.call(bytes).await?;
         let released = match replies.first() {
             Some(Reply::Done(_)) => true,
             Some(Reply::Exists(_) | Reply::NotFound(_)) => false,
@@ -1089,23 +1078,16 @@ impl Driver for MemcachedDriver {
                 .call1(req(Verb::Get, &key, &[Flag::Bare('c')], b""))
                 .await?
             {
-                Reply::Miss => return Ok(false),
+                Reply::Miss(_) => return Ok(false),
                 Reply::Done(meta) | Reply::Value(meta, _) => meta.cas.unwrap_or(0),
                 other => return Err(unexpected("mg", Some(&other))),
             };
             // The marker first: a holder that finds its lock gone finds it too.
-            let mut bytes = Vec::new();
             let marker = [Flag::Num('T', self.lock_ttl(name))];
             let broken = self.keys.broken(name);
-            proto::request(
-                &mut bytes,
-                Verb::Set,
-                &broken,
-                &marker,
-                cas.to_string().as_bytes(),
-            );
-            proto::request(&mut bytes, Verb::Delete, &key, &[Flag::Num('C', cas)], b"");
-            let replies = self.call(bytes, Expect::Count(2)).await?;
+            let mut bytes = req(Verb::Set, &broken, &marker, cas.to_string().as_bytes());
+            bytes.push(Verb::Delete, &key, &[Flag::Num('C', cas)], b"");
+            let replies = self.call(bytes).await?;
             match replies.get(1) {
                 Some(Reply::Done(_)) => {
                     // Holders in this process learn it at once.
@@ -1130,7 +1112,7 @@ impl Driver for MemcachedDriver {
         let key = self.keys.lock(name);
         let bytes = req(Verb::Get, &key, &[Flag::Bare('v'), Flag::Bare('f')], b"");
         match self.call1(bytes).await? {
-            Reply::Miss => Ok(None),
+            Reply::Miss(_) => Ok(None),
             Reply::Value(meta, data) => Ok(Some(layout::holder(meta.flags.unwrap_or(0), &data)?)),
             other => Err(unexpected("mg", Some(&other))),
         }

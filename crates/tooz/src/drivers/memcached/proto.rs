@@ -31,6 +31,8 @@ pub(crate) enum ProtoError {
     ValueTooLarge(usize),
     /// A value not followed by `\r\n`.
     BadValueEnd,
+    /// A reply that is not the one its request should get.
+    Desync(String),
 }
 
 impl fmt::Display for ProtoError {
@@ -41,6 +43,7 @@ impl fmt::Display for ProtoError {
             ProtoError::BadToken(token) => write!(f, "malformed token {token:?} in a reply"),
             ProtoError::ValueTooLarge(size) => write!(f, "a value of {size} bytes"),
             ProtoError::BadValueEnd => f.write_str("a value not ended by \\r\\n"),
+            ProtoError::Desync(what) => write!(f, "replies out of step with requests: {what}"),
         }
     }
 }
@@ -70,7 +73,7 @@ pub(crate) enum Reply {
     /// `VA`: a value.
     Value(Meta, Vec<u8>),
     /// `EN`: a miss (mg).
-    Miss,
+    Miss(Meta),
     /// `NS`: not stored (ms: an add that found the key, a set that failed).
     NotStored(Meta),
     /// `EX`: the CAS did not match.
@@ -98,7 +101,8 @@ impl Reply {
             | Reply::Value(m, _)
             | Reply::NotStored(m)
             | Reply::Exists(m)
-            | Reply::NotFound(m) => Some(m),
+            | Reply::NotFound(m)
+            | Reply::Miss(m) => Some(m),
             _ => None,
         }
     }
@@ -192,11 +196,6 @@ pub(crate) fn request(out: &mut Vec<u8>, verb: Verb, key: &[u8], flags: &[Flag],
     }
 }
 
-/// Appends `mn`, whose `MN` reply marks the end of a pipeline of quiet requests.
-pub(crate) fn noop(out: &mut Vec<u8>) {
-    out.extend_from_slice(b"mn\r\n");
-}
-
 /// Appends a classic `stats`.
 pub(crate) fn stats(out: &mut Vec<u8>) {
     out.extend_from_slice(b"stats\r\n");
@@ -262,7 +261,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<(Reply, usize)>, ProtoError> {
     let after = |prefix: usize| line.get(prefix..).map(text).unwrap_or_default();
     let reply = match code {
         b"HD" => Reply::Done(parse_meta(tokens)?),
-        b"EN" => Reply::Miss,
+        b"EN" => Reply::Miss(parse_meta(tokens)?),
         b"NS" => Reply::NotStored(parse_meta(tokens)?),
         b"EX" => Reply::Exists(parse_meta(tokens)?),
         b"NF" => Reply::NotFound(parse_meta(tokens)?),
@@ -376,9 +375,14 @@ mod tests {
         request(&mut out, Verb::Get, b"a b", &[Flag::Bare('v')], b"");
         assert_eq!(out, b"mg YSBi b v\r\n");
         out.clear();
-        request(&mut out, Verb::Delete, b"k", &[Flag::Num('C', 7)], b"");
-        noop(&mut out);
-        assert_eq!(out, b"md k C7\r\nmn\r\n");
+        request(
+            &mut out,
+            Verb::Delete,
+            b"k",
+            &[Flag::Num('C', 7), Flag::Num('O', 9)],
+            b"",
+        );
+        assert_eq!(out, b"md k C7 O9\r\n");
     }
 
     #[test]
@@ -403,7 +407,9 @@ mod tests {
                 b"hi".to_vec()
             )
         );
-        assert_eq!(one(b"EN\r\n"), Reply::Miss);
+        assert!(
+            matches!(one(b"EN O3\r\n"), Reply::Miss(m) if m.opaque.as_deref() == Some(&b"3"[..]))
+        );
         assert_eq!(one(b"NS c0\r\n").meta().unwrap().cas, Some(0));
         assert!(matches!(one(b"EX\r\n"), Reply::Exists(_)));
         assert!(matches!(one(b"NF\r\n"), Reply::NotFound(_)));
