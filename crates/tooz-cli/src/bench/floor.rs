@@ -4,6 +4,8 @@
 //!
 //! - redis: `PING` written as RESP on one plain TCP connection;
 //! - zookeeper: `exists /` on one session, the protocol written by hand on one TCP connection;
+//! - memcached: the lock recipe's own meta commands on one TCP connection, with no tooz code:
+//!   `ms ME` + `ma` written together (acquire and fencing counter), then `md C<cas>` (release);
 //! - file: `flock(LOCK_EX)` + `flock(LOCK_UN)` on one open file in the driver's directory;
 //! - ipc: a System V semaphore `semop` down + up;
 //! - zake: none (an in-process server has no round trip).
@@ -48,6 +50,7 @@ pub fn measure(ctx: &Ctx) -> (Figures, Option<String>) {
     match scheme {
         "redis" => redis(ctx, &url),
         "zookeeper" => zookeeper(ctx, &url),
+        "memcached" => memcached(ctx, &url),
         "file" => (file(ctx, &url.path()), None),
         "ipc" => (ipc(ctx), None),
         "zake" => (
@@ -104,6 +107,54 @@ fn redis(ctx: &Ctx, url: &tooz::DriverUrl) -> (Figures, Option<String>) {
         stream.write_all(&ping)?;
         read_reply(&mut stream).map(|_| ())
     });
+    (figures, version)
+}
+
+fn memcached(ctx: &Ctx, url: &tooz::DriverUrl) -> (Figures, Option<String>) {
+    if ctx.url.contains("use_ssl=") {
+        return (Err("over TLS: no floor written".into()), None);
+    }
+    let stream = match connect(url, 11211) {
+        Ok(s) => s,
+        Err(e) => return (Err(e), None),
+    };
+    let mut read = match stream.try_clone() {
+        Ok(s) => std::io::BufReader::new(s),
+        Err(e) => return (Err(e.to_string()), None),
+    };
+    let mut write = stream;
+    let line = |read: &mut std::io::BufReader<TcpStream>| -> std::io::Result<String> {
+        let mut line = String::new();
+        std::io::BufRead::read_line(read, &mut line)?;
+        Ok(line.trim_end().to_string())
+    };
+    let version = write
+        .write_all(b"version\r\n")
+        .and_then(|_| line(&mut read))
+        .ok()
+        .and_then(|v| v.strip_prefix("VERSION ").map(|v| format!("memcached {v}")));
+    let key = format!("__TOOZ_LOCK_floor-{}", std::process::id());
+    let fence = format!("__TOOZ_FENCE_floor-{}", std::process::id());
+    let acquire = format!("ms {key} 5 ME T30 F1 c\r\nfloor\r\nma {fence} N0 J1 v\r\n");
+    let figures = timed(ctx, "ms ME + ma, md C (acquire + release)", || {
+        write.write_all(acquire.as_bytes())?;
+        let added = line(&mut read)?;
+        // The counter's `VA n` line and its value.
+        line(&mut read)?;
+        line(&mut read)?;
+        let cas = added
+            .split(' ')
+            .find_map(|t| t.strip_prefix('c'))
+            .filter(|_| added.starts_with("HD"))
+            .ok_or_else(|| std::io::Error::other(format!("add: {added}")))?
+            .to_string();
+        write.write_all(format!("md {key} C{cas}\r\n").as_bytes())?;
+        match line(&mut read)?.as_str() {
+            "HD" => Ok(()),
+            other => Err(std::io::Error::other(format!("md: {other}"))),
+        }
+    });
+    let _ = write.write_all(format!("md {fence} q\r\nmn\r\n").as_bytes());
     (figures, version)
 }
 

@@ -17,7 +17,8 @@ use crate::url::DriverUrl;
         feature = "file",
         feature = "ipc",
         feature = "redis",
-        feature = "zookeeper"
+        feature = "zookeeper",
+        feature = "memcached"
     )),
     allow(dead_code, unused_imports)
 )]
@@ -26,9 +27,15 @@ pub(crate) mod common;
 pub mod file;
 #[cfg(feature = "ipc")]
 pub mod ipc;
+#[cfg(feature = "memcached")]
+pub mod memcached;
 #[cfg(feature = "redis")]
 pub mod redis;
-#[cfg(any(feature = "redis-tls", feature = "zookeeper-tls"))]
+#[cfg(any(
+    feature = "redis-tls",
+    feature = "zookeeper-tls",
+    feature = "memcached-tls"
+))]
 mod tls;
 #[cfg(feature = "zake")]
 pub mod zake;
@@ -141,6 +148,14 @@ built_driver!(
     "Apache ZooKeeper: sessions, ephemeral and sequential nodes"
 );
 built_driver!(
+    memcached_entry,
+    memcached,
+    "memcached",
+    "memcached",
+    &[],
+    "memcached: timeout-based keys; a cache, so evictions can lose locks (see its docs)"
+);
+built_driver!(
     redis_entry,
     redis,
     "redis",
@@ -154,12 +169,7 @@ pub fn registry() -> Vec<DriverEntry> {
     vec![
         zookeeper_entry(),
         zake_entry(),
-        planned(
-            "memcached",
-            &[],
-            "memcached",
-            "memcached: timeout-based keys",
-        ),
+        memcached_entry(),
         redis_entry(),
         ipc_entry(),
         file_entry(),

@@ -95,6 +95,34 @@ pub fn of(scheme: &str) -> Option<Bounds> {
             orphan_lock: s(2000),
             orphan_place: s(2000),
         }),
+        // crates/tooz/src/drivers/memcached/mod.rs, with `timeout=2`: the lock, leader and
+        // membership timeouts are 2 s, so the window W = 2 s; keys are stored with TTL
+        // ⌈timeout⌉ + 1 s = 3 s and live between 2 s and 3 s (memcached's clock ticks in
+        // whole seconds).
+        "memcached" => Some(Bounds {
+            options: "timeout=2",
+            // The core bounds each call by the driver's session timeout, W / 2
+            // (socket_timeout, W / 8, makes most calls fail sooner).
+            call: s(1000),
+            // "Lost (firing every lost()) after window / 2 without a successful one, before
+            // the keys it kept alive can expire": heartbeats every W / 4, a failing one
+            // fails within socket_timeout, then W / 2: at most W after the cut.
+            lost: s(2000),
+            // A lock key lives at most TTL = 3 s after the holder's last refresh.
+            free: s(3000),
+            // The key lives at least lock_timeout (2 s) after the last refresh, which came
+            // less than W / 4 before the cut: lost() fires first.
+            lost_before_free: true,
+            // The member key lives at most 3 s after the last heartbeat; watches poll every
+            // poll_interval (50 ms) and readers drop members whose key is gone.
+            member_gone: s(3000),
+            // "its next heartbeat stores the key again and joins its groups again".
+            rejoins_after_lost: true,
+            // Nobody renews the orphan's key: it expires after its TTL, 3 s.
+            orphan_lock: s(3000),
+            // No queue: a waiter retries every lock_poll_interval (10 ms).
+            orphan_place: s(10),
+        }),
         _ => None,
     }
 }

@@ -89,6 +89,7 @@ impl Parsed {
     pub fn shape(&self, driver: &str) -> Shape {
         let default_port = match driver {
             "redis" => 6379,
+            "memcached" => 11211,
             "zookeeper" => 2181,
             _ => return Shape::Unproxiable(format!("{driver} is not a network driver")),
         };

@@ -25,6 +25,8 @@ pub fn all() -> Vec<Case> {
     all.extend(crate::redis::cases());
     #[cfg(feature = "zookeeper")]
     all.extend(crate::zookeeper::cases());
+    #[cfg(feature = "memcached")]
+    all.extend(crate::memcached::cases());
     all
 }
 

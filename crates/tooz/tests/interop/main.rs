@@ -13,6 +13,8 @@
 //! group list whenever one of its coordinators stops); URLs run side by side.
 
 mod cases;
+#[cfg(feature = "memcached")]
+mod memcached;
 mod peer;
 #[cfg(feature = "redis")]
 mod redis;
