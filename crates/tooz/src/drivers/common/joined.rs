@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use crate::driver::Driver;
+use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::types::Capabilities;
 
@@ -51,5 +53,30 @@ impl JoinedGroups {
     /// Forgets every group.
     pub(crate) fn clear(&self) {
         self.groups.lock().unwrap().clear();
+    }
+}
+
+/// Joins `group` again as `member` with `caps`, creating the group first if it is gone: for a
+/// member whose record a backend lost (a restart, an eviction, a failover that missed the
+/// last writes). `false` if the member was still there.
+pub(crate) async fn join_again<D: Driver + ?Sized>(
+    driver: &D,
+    group: &Id,
+    member: &Id,
+    caps: &Capabilities,
+) -> Result<bool> {
+    let mut joined = driver.join_group(group, member, caps).await;
+    if matches!(joined, Err(Error::GroupNotCreated { .. })) {
+        joined = match driver.create_group(group).await {
+            Ok(()) | Err(Error::GroupAlreadyExist { .. }) => {
+                driver.join_group(group, member, caps).await
+            }
+            Err(error) => Err(error),
+        };
+    }
+    match joined {
+        Ok(()) => Ok(true),
+        Err(Error::MemberAlreadyExist { .. }) => Ok(false),
+        Err(error) => Err(error),
     }
 }

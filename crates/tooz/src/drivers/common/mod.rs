@@ -8,7 +8,8 @@
 //! - [`SessionSlot`]: the started session, and the error a call gets before `start`;
 //! - [`OnAbandon`]: the clean-up of an acquire that gives up or whose future is dropped;
 //! - [`HeldLocks`]: the locks a driver holds, with their lost signals;
-//! - [`JoinedGroups`]: the groups this member joined, with their capabilities;
+//! - [`JoinedGroups`]: the groups this member joined, with their capabilities, and
+//!   [`join_again`] for a backend that lost them;
 //! - [`fencing`]: fencing tokens made of an epoch and a counter.
 
 pub(crate) mod errors;
@@ -20,6 +21,6 @@ pub(crate) mod options;
 mod session;
 
 pub(crate) use held::HeldLocks;
-pub(crate) use joined::JoinedGroups;
+pub(crate) use joined::{join_again, JoinedGroups};
 pub(crate) use on_abandon::OnAbandon;
 pub(crate) use session::SessionSlot;

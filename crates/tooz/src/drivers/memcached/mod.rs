@@ -126,7 +126,7 @@ use super::common::errors::{
     member_not_joined,
 };
 use super::common::fencing::{self, COUNTER_BITS, COUNTER_LIMIT, EPOCH_BASE_MS};
-use super::common::{HeldLocks, JoinedGroups, OnAbandon, SessionSlot};
+use super::common::{join_again, HeldLocks, JoinedGroups, OnAbandon, SessionSlot};
 use crate::characteristics::{Characteristic as C, Characteristics};
 use crate::driver::Driver;
 use crate::error::{Error, Result};
@@ -149,14 +149,9 @@ pub(crate) const FACTS: DriverFacts = DriverFacts {
         C::Causal,
     ]),
     support: Support {
-        groups: true,
-        update_capabilities: true,
-        member_info: true,
         watch: WatchKind::Poll,
-        election: true,
-        locks: true,
         shared_locks: false,
-        break_lock: true,
+        ..Support::ALL
     },
     poll_interval: options::DEFAULT_POLL_INTERVAL,
     options: &options::MEMCACHED_OPTIONS,
@@ -549,7 +544,7 @@ impl MemcachedDriver {
     /// Joins again, with the capabilities last given, every group this member joined that
     /// no longer lists it (evicted, dropped as dead, or forgotten by a restart), creating
     /// groups that are gone.
-    async fn join_again(&self) {
+    async fn rejoin_groups(&self) {
         for (group, caps) in self.joined.list() {
             let listed = match self.read_group(&group).await {
                 Ok(Some((stored, _))) => stored.contains(&self.member),
@@ -562,18 +557,9 @@ impl MemcachedDriver {
             if listed {
                 continue;
             }
-            let mut joined = self.join_group(&group, &self.member, &caps).await;
-            if matches!(joined, Err(Error::GroupNotCreated { .. })) {
-                joined = match self.create_group(&group).await {
-                    Ok(()) | Err(Error::GroupAlreadyExist { .. }) => {
-                        self.join_group(&group, &self.member, &caps).await
-                    }
-                    Err(error) => Err(error),
-                };
-            }
-            match joined {
-                Ok(()) => tracing::info!(%group, "joined the group again (its record was gone)"),
-                Err(Error::MemberAlreadyExist { .. }) => {}
+            match join_again(self, &group, &self.member, &caps).await {
+                Ok(true) => tracing::info!(%group, "joined the group again (its record was gone)"),
+                Ok(false) => {}
                 Err(error) => tracing::warn!(%group, %error, "cannot join the group again"),
             }
         }
@@ -748,7 +734,7 @@ impl Driver for MemcachedDriver {
             self.held.lose_all(LostReason::Expired);
         }
         self.drop_lost_locks(&session).await;
-        self.join_again().await;
+        self.rejoin_groups().await;
         // Two beats fit in the session timeout (window / 2), with room for a failed one.
         Ok(Some(self.cfg.window() / 4))
     }

@@ -139,7 +139,7 @@ use super::common::errors::{
     member_not_joined,
 };
 use super::common::fencing::{self, COUNTER_LIMIT, EPOCH_BASE_MS};
-use super::common::{JoinedGroups, OnAbandon, SessionSlot};
+use super::common::{join_again, JoinedGroups, OnAbandon, SessionSlot};
 use crate::characteristics::{Characteristic as C, Characteristics};
 use crate::driver::Driver;
 use crate::error::{Error, Result};
@@ -342,21 +342,12 @@ impl RedisDriver {
     /// Joins again, with the capabilities last given, every group this member joined (and
     /// creates the ones that are gone): after a server that lost them (a restart without
     /// persistence, a failover that missed the last writes). True when every group is back.
-    async fn join_again(&self) -> bool {
+    async fn rejoin_groups(&self) -> bool {
         let mut all_back = true;
         for (group, caps) in self.joined.list() {
-            let mut joined = self.join_group(&group, &self.member, &caps).await;
-            if matches!(joined, Err(Error::GroupNotCreated { .. })) {
-                joined = match self.create_group(&group).await {
-                    Ok(()) | Err(Error::GroupAlreadyExist { .. }) => {
-                        self.join_group(&group, &self.member, &caps).await
-                    }
-                    Err(error) => Err(error),
-                };
-            }
-            match joined {
-                Ok(()) => tracing::info!(%group, "joined the group again on a new redis server"),
-                Err(Error::MemberAlreadyExist { .. }) => {}
+            match join_again(self, &group, &self.member, &caps).await {
+                Ok(true) => tracing::info!(%group, "joined the group again on a new redis server"),
+                Ok(false) => {}
                 Err(error) => {
                     tracing::warn!(%group, %error, "cannot join the group again on a new redis server");
                     all_back = false;
@@ -622,7 +613,7 @@ impl Driver for RedisDriver {
             .arg(STILL_ALIVE);
         session.link.query(&cmd, true).await?;
         let run_id = session.link.conn().await?.run_id.clone();
-        if *session.server.lock().unwrap() != run_id && self.join_again().await {
+        if *session.server.lock().unwrap() != run_id && self.rejoin_groups().await {
             *session.server.lock().unwrap() = run_id;
         }
         // Two beats fit in the session timeout (window / 2), with room for a failed one.
