@@ -21,6 +21,7 @@ pub fn all() -> Vec<Case> {
         leadership_is_exclusive_across_languages => [Lead],
         leaders_are_named_both_ways => [Lead, Leader],
     ];
+    all.extend(crate::expiry::cases());
     #[cfg(feature = "redis")]
     all.extend(crate::redis::cases());
     #[cfg(feature = "zookeeper")]

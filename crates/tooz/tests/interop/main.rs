@@ -13,6 +13,7 @@
 //! group list whenever one of its coordinators stops); URLs run side by side.
 
 mod cases;
+mod expiry;
 #[cfg(feature = "memcached")]
 mod memcached;
 mod peer;

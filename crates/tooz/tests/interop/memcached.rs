@@ -1,11 +1,8 @@
 //! memcached-only cases: the exact keys, flags and values Python tooz reads, checked with its
-//! pymemcache client both ways (classic `get`/`set`/`add`, which Python tooz's driver uses),
-//! and membership expiry both ways.
+//! pymemcache client both ways (classic `get`/`set`/`add`, which Python tooz's driver uses).
+//! Membership expiry is in `expiry`.
 
-use std::time::Duration;
-
-use futures::StreamExt;
-use tooz::{Capabilities, GroupEvent, Id, Value};
+use tooz::{Capabilities, Id, Value};
 
 use crate::{cases, hex, Case, Ctx};
 
@@ -13,8 +10,6 @@ pub fn cases() -> Vec<Case> {
     cases![
         rust_writes_python_tooz_keys => [Lock, Groups] if direct,
         rust_reads_what_pymemcache_stores => [Lock, Members] if direct,
-        python_member_expiry_is_seen_by_rust => [Members, Watch] if memcached,
-        rust_member_expiry_is_seen_by_python => [Members] if memcached,
     ]
 }
 
@@ -154,51 +149,4 @@ async fn rust_reads_what_pymemcache_stores(ctx: Ctx) {
     let left = pymemcache(&ctx, &["get", &format!("_TOOZ_GROUP_{group}")]);
     assert!(!left.contains(&hex(dead.as_bytes())), "{left}");
     rust.stop().await.unwrap();
-}
-
-async fn python_member_expiry_is_seen_by_rust(ctx: Ctx) {
-    let (group, python) = (ctx.name("group"), ctx.name("python"));
-    let rust = ctx.coord().await;
-    rust.create_group(group.as_str()).await.unwrap();
-    let mut events = rust.watch_group(group.as_str()).await.unwrap();
-    let mut member = ctx.peer_at(
-        &ctx.url_with("membership_timeout=1"),
-        "join",
-        &[&group, &python],
-    );
-    member.expect("ready").await;
-    member.say("vanish").await;
-    member.finish().await.unwrap();
-    let (group, python) = (Id::from(group.as_str()), Id::from(python.as_str()));
-    for want in [
-        GroupEvent::Joined {
-            group: group.clone(),
-            member: python.clone(),
-        },
-        GroupEvent::Left {
-            group: group.clone(),
-            member: python.clone(),
-        },
-    ] {
-        let next = tokio::time::timeout(Duration::from_secs(10), events.next()).await;
-        assert_eq!(next.expect("no event within 10 s"), Some(want));
-    }
-    assert!(!rust.get_members(group).await.unwrap().contains(&python));
-    rust.stop().await.unwrap();
-}
-
-async fn rust_member_expiry_is_seen_by_python(ctx: Ctx) {
-    let group = ctx.name("group");
-    let rust = ctx
-        .coord_at(&ctx.url_with("timeout=1"), ctx.name("rust"))
-        .await;
-    rust.join_group_create(group.as_str(), ()).await.unwrap();
-    let ours = hex(rust.member_id().as_bytes());
-    let listed = ctx.output("members", &[&group]).await;
-    assert!(listed.contains(&ours), "alive: {listed}");
-    drop(rust); // no stop(): the heartbeat just ends
-                // The member key's TTL is ⌈1 s⌉ + 1 s: it lives at most 2 s after the last beat.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let listed = ctx.output("members", &[&group]).await;
-    assert!(!listed.contains(&ours), "listed after it expired: {listed}");
 }
