@@ -8,7 +8,7 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -105,11 +105,7 @@ fn make_certs(dir: &Path) {
 }
 
 fn start_server(dir: &Path) -> (Server, u16) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let files = |name: &str| dir.join(name).display().to_string();
     let tls = format!(
         "ssl_chain_cert={},ssl_key={},ssl_ca_cert={},ssl_verify_mode=2",

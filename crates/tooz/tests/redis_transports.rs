@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,14 +27,6 @@ fn have(program: &str) -> bool {
         eprintln!("skipping: {program} is missing");
     }
     found
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A private redis-server, killed when dropped.
@@ -190,7 +181,7 @@ async fn tls_with_a_private_ca() {
         "-out",
         "server.pem",
     ]);
-    let port = free_port();
+    let port = support::free_port();
     let path = |name: &str| dir.0.join(name).display().to_string();
     let _server = Server::start(
         &dir.0,
@@ -234,7 +225,7 @@ async fn a_holder_whose_server_becomes_a_replica_is_told_its_lock_is_lost() {
         return;
     }
     let dir = TempDir::new("tooz-demoted");
-    let (a, b) = (free_port(), free_port());
+    let (a, b) = (support::free_port(), support::free_port());
     let ping = |port: u16| {
         move || {
             std::net::TcpStream::connect(("127.0.0.1", port))

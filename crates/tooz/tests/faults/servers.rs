@@ -156,10 +156,7 @@ pub struct PrivateSentinel {
 impl PrivateSentinel {
     /// Starts one monitoring `master` under `name`; waits (bounded) until it names it.
     pub async fn start(name: &str, master: std::net::SocketAddr) -> Result<Self, String> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free port: {e}"))?
-            .port();
+        let port = crate::support::free_port();
         let dir = std::env::temp_dir().join(format!("tooz-faults-sentinel-{port}"));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let conf = dir.join("sentinel.conf");

@@ -159,3 +159,11 @@ pub async fn started(url: &str, member: impl Into<tooz::Id>) -> tooz::Coordinato
         .unwrap_or_else(|e| panic!("start {url}: {e}"));
     coord
 }
+
+/// A loopback TCP port free at the time of the call, for a server a test starts itself.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
