@@ -149,13 +149,14 @@ async fn a_lock_the_backend_dropped_is_reported_lost() {
     coord.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn failing_heartbeats_suspend_then_lose_the_session() {
+/// Sets `fault` on a started coordinator holding a lock, then checks the session goes
+/// `Suspended`, then `Lost`, and the lock reports `SessionLost`.
+async fn suspends_then_loses_the_session(fault: impl Fn(&Flaky)) {
     let driver = Arc::new(Flaky::default());
     let coord = start(&driver).await;
     let guard = coord.lock("l").acquire().await.unwrap();
     let mut states = coord.connection_states();
-    driver.heartbeat_fails.store(true, Ordering::SeqCst);
+    fault(&driver);
     tokio::time::timeout(
         Duration::from_secs(5),
         states.wait_for(|s| *s == ConnectionState::Suspended),
@@ -171,27 +172,16 @@ async fn failing_heartbeats_suspend_then_lose_the_session() {
     coord.stop().await.unwrap();
 }
 
+#[tokio::test]
+async fn failing_heartbeats_suspend_then_lose_the_session() {
+    suspends_then_loses_the_session(|d| d.heartbeat_fails.store(true, Ordering::SeqCst)).await;
+}
+
 /// A heartbeat that never answers (a black-holed connection) counts as failed once the
 /// operation bound has passed: the session is suspended, then lost.
 #[tokio::test]
 async fn a_hanging_heartbeat_suspends_then_loses_the_session() {
-    let driver = Arc::new(Flaky::default());
-    let coord = start(&driver).await;
-    let guard = coord.lock("l").acquire().await.unwrap();
-    let mut states = coord.connection_states();
-    driver.heartbeat_hangs.store(true, Ordering::SeqCst);
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        states.wait_for(|s| *s == ConnectionState::Suspended),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let reason = tokio::time::timeout(Duration::from_secs(5), guard.lost())
-        .await
-        .unwrap();
-    assert_eq!(reason, LostReason::SessionLost);
-    coord.stop().await.unwrap();
+    suspends_then_loses_the_session(|d| d.heartbeat_hangs.store(true, Ordering::SeqCst)).await;
 }
 
 #[tokio::test]
