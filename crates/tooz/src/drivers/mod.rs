@@ -23,8 +23,18 @@ use crate::url::DriverUrl;
     allow(dead_code, unused_imports)
 )]
 pub(crate) mod common;
+#[cfg(any(feature = "etcd3", feature = "etcd3-http"))]
+mod etcd3;
+#[cfg(feature = "etcd3")]
+use etcd3::grpc as etcd3_grpc;
+#[cfg(feature = "etcd3-http")]
+use etcd3::gateway as etcd3_gateway;
 #[cfg(feature = "file")]
 pub mod file;
+#[cfg(feature = "http-client")]
+mod http;
+#[cfg(any(feature = "etcd3", feature = "etcd3-http"))]
+mod lease_kv;
 #[cfg(feature = "ipc")]
 pub mod ipc;
 #[cfg(feature = "memcached")]
@@ -164,6 +174,23 @@ built_driver!(
     "Redis, optionally behind Sentinel"
 );
 
+built_driver!(
+    etcd3_entry,
+    etcd3_grpc,
+    "etcd3",
+    "etcd3",
+    &[],
+    "etcd v3 over gRPC: leases, transactions, watches"
+);
+built_driver!(
+    etcd3_http_entry,
+    etcd3_gateway,
+    "etcd3-http",
+    "etcd3+http",
+    &["etcd3+https"],
+    "etcd v3 through its JSON gRPC gateway"
+);
+
 /// Every scheme tooz knows, in a stable order.
 pub fn registry() -> Vec<DriverEntry> {
     vec![
@@ -176,13 +203,8 @@ pub fn registry() -> Vec<DriverEntry> {
         planned("postgresql", &[], "postgresql", "PostgreSQL advisory locks"),
         planned("mysql", &[], "mysql", "MySQL/MariaDB named locks"),
         planned("etcd", &[], "etcd", "etcd v2 HTTP API"),
-        planned("etcd3", &[], "etcd3", "etcd v3 gRPC API"),
-        planned(
-            "etcd3+http",
-            &["etcd3+https"],
-            "etcd3-http",
-            "etcd v3 through its JSON gRPC gateway",
-        ),
+        etcd3_entry(),
+        etcd3_http_entry(),
         planned("consul", &[], "consul", "HashiCorp Consul sessions and KV"),
     ]
 }

@@ -1,0 +1,370 @@
+//! `etcd3://`: the lease-KV store over etcd's gRPC API (the `etcd-client` crate). Several
+//! endpoints are balanced, and a call fails over to another when one is down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use etcd_client::{
+    Client, Compare as EtcdCompare, CompareOp, ConnectOptions, DeleteOptions, EventType,
+    GetOptions, KeyValue, PutOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse,
+    WatchOptions,
+};
+use futures::StreamExt;
+use tokio::sync::RwLock;
+
+use super::Config;
+use crate::driver::Driver;
+use crate::drivers::lease_kv::store::{
+    Cmp, Compare, Event, KeyRange, Kv, KvStore, Op, OpResult, Read, Target, TxnResult,
+    WatchStream,
+};
+use crate::drivers::lease_kv::{LeaseKvDriver, Settings};
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::types::DriverFacts;
+use crate::url::DriverUrl;
+
+pub(crate) const FACTS: DriverFacts = super::FACTS;
+
+pub(crate) fn build(url: &DriverUrl, member: &Id) -> Result<Arc<dyn Driver>> {
+    let (cfg, facts) = Config::parse(url, "etcd3", false)?;
+    if cfg.tls.is_some() && !cfg!(feature = "etcd3-tls") {
+        return Err(Error::DriverUnavailable {
+            scheme: url.scheme().to_string(),
+            why: "built without TLS (enable the cargo feature `etcd3-tls` of the tooz crate)"
+                .into(),
+        });
+    }
+    let settings = Settings {
+        scheme: "etcd3",
+        facts,
+        ttl: cfg.ttl,
+        namespace: cfg.namespace.clone(),
+    };
+    Ok(Arc::new(LeaseKvDriver::new(
+        settings,
+        GrpcStore::new(cfg),
+        member,
+    )))
+}
+
+/// The gRPC transport.
+pub(crate) struct GrpcStore {
+    cfg: Config,
+    client: RwLock<Option<Client>>,
+}
+
+impl GrpcStore {
+    fn new(cfg: Config) -> Self {
+        GrpcStore {
+            cfg,
+            client: RwLock::new(None),
+        }
+    }
+
+    async fn client(&self) -> Result<Client> {
+        self.client
+            .read()
+            .await
+            .clone()
+            .ok_or(Error::NotStarted)
+    }
+
+    fn error(&self, error: etcd_client::Error) -> Error {
+        let servers = self.cfg.endpoints.join(",");
+        match error {
+            etcd_client::Error::GRpcStatus(status) => match status.code() {
+                tonic::Code::Unavailable => {
+                    Error::Connection(format!("etcd {servers}: {}", status.message()))
+                }
+                tonic::Code::DeadlineExceeded => {
+                    Error::OperationTimedOut(format!("etcd {servers}: {}", status.message()))
+                }
+                _ => Error::Backend {
+                    driver: "etcd3",
+                    message: format!("etcd {servers}: {}", status.message()),
+                },
+            },
+            etcd_client::Error::TransportError(e) => {
+                Error::Connection(format!("etcd {servers}: {e}"))
+            }
+            etcd_client::Error::IoError(e) => Error::Connection(format!("etcd {servers}: {e}")),
+            other => Error::Backend {
+                driver: "etcd3",
+                message: format!("etcd {servers}: {other}"),
+            },
+        }
+    }
+
+    fn options(&self) -> Result<ConnectOptions> {
+        let mut options = ConnectOptions::new()
+            .with_timeout(self.cfg.call_timeout)
+            .with_connect_timeout(self.cfg.call_timeout.min(Duration::from_secs(5)))
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+        if let Some((user, password)) = &self.cfg.user {
+            options = options.with_user(user.clone(), password.clone());
+        }
+        #[cfg(feature = "etcd3-tls")]
+        if let Some(tls) = &self.cfg.tls {
+            options = options.with_tls(tls_options(tls)?);
+        }
+        Ok(options)
+    }
+}
+
+#[cfg(feature = "etcd3-tls")]
+fn tls_options(tls: &super::Tls) -> Result<etcd_client::TlsOptions> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| {
+            crate::drivers::common::errors::io_backend(
+                "etcd3",
+                &format!("reading {}", path.display()),
+                e,
+            )
+        })
+    };
+    let mut options = etcd_client::TlsOptions::new();
+    if let Some(ca) = &tls.ca_cert {
+        options = options.ca_certificate(etcd_client::Certificate::from_pem(read(ca)?));
+    }
+    if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+        options = options.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(options)
+}
+
+fn kv(kv: &KeyValue) -> Kv {
+    Kv {
+        key: kv.key().to_vec(),
+        value: kv.value().to_vec(),
+        create_revision: kv.create_revision(),
+        mod_revision: kv.mod_revision(),
+        lease: kv.lease(),
+    }
+}
+
+fn get_options(read: &Read) -> GetOptions {
+    let mut options = GetOptions::new();
+    if let Some(end) = &read.range.end {
+        options = options.with_range(end.clone());
+    }
+    if read.limit > 0 {
+        options = options.with_limit(read.limit);
+    }
+    if read.max_create_revision > 0 {
+        options = options.with_max_create_revision(read.max_create_revision);
+    }
+    if read.newest_first {
+        options = options.with_sort(SortTarget::Create, SortOrder::Descend);
+    }
+    if read.keys_only {
+        options = options.with_keys_only();
+    }
+    options
+}
+
+fn compare(c: Compare) -> EtcdCompare {
+    let op = match c.cmp {
+        Cmp::Equal => CompareOp::Equal,
+        Cmp::Greater => CompareOp::Greater,
+    };
+    let key = c.range.key;
+    let compare = match c.target {
+        Target::CreateRevision(r) => EtcdCompare::create_revision(key, op, r),
+        Target::Value(v) => EtcdCompare::value(key, op, v),
+    };
+    match c.range.end {
+        Some(end) => compare.with_range(end),
+        None => compare,
+    }
+}
+
+fn op(op: Op) -> TxnOp {
+    match op {
+        Op::Put { key, value, lease } => {
+            let options = (lease != 0).then(|| PutOptions::new().with_lease(lease));
+            TxnOp::put(key, value, options)
+        }
+        Op::Delete(range) => {
+            let options = range.end.map(|end| DeleteOptions::new().with_range(end));
+            TxnOp::delete(range.key, options)
+        }
+        Op::Get(read) => {
+            let options = get_options(&read);
+            TxnOp::get(read.range.key, Some(options))
+        }
+    }
+}
+
+#[async_trait]
+impl KvStore for GrpcStore {
+    async fn connect(&self) -> Result<()> {
+        let scheme = if self.cfg.tls.is_some() { "https" } else { "http" };
+        let endpoints: Vec<String> = self
+            .cfg
+            .endpoints
+            .iter()
+            .map(|e| format!("{scheme}://{e}"))
+            .collect();
+        let options = self.options()?;
+        let connect = Client::connect(endpoints, Some(options));
+        let client = tokio::time::timeout(self.cfg.call_timeout, connect)
+            .await
+            .map_err(|_| {
+                Error::OperationTimedOut(format!(
+                    "etcd {}: no connection within {:?}",
+                    self.cfg.endpoints.join(","),
+                    self.cfg.call_timeout
+                ))
+            })?
+            .map_err(|e| self.error(e))?;
+        // A first call, so that an unreachable cluster fails the start.
+        client
+            .kv_client()
+            .get(b"tooz/".to_vec(), Some(GetOptions::new().with_count_only()))
+            .await
+            .map_err(|e| self.error(e))?;
+        *self.client.write().await = Some(client);
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.client.write().await.take();
+    }
+
+    async fn grant(&self, ttl: Duration) -> Result<i64> {
+        let secs = ttl.as_secs().max(1) as i64;
+        let granted = self
+            .client()
+            .await?
+            .lease_grant(secs, None)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(granted.id())
+    }
+
+    async fn keep_alive(&self, lease: i64) -> Result<bool> {
+        let (mut keeper, mut stream) = self
+            .client()
+            .await?
+            .lease_keep_alive(lease)
+            .await
+            .map_err(|e| self.error(e))?;
+        keeper.keep_alive().await.map_err(|e| self.error(e))?;
+        match stream.message().await.map_err(|e| self.error(e))? {
+            Some(reply) => Ok(reply.ttl() > 0),
+            None => Err(Error::Connection(format!(
+                "etcd {}: the lease keep-alive stream closed",
+                self.cfg.endpoints.join(",")
+            ))),
+        }
+    }
+
+    async fn revoke(&self, lease: i64) -> Result<()> {
+        match self.client().await?.lease_revoke(lease).await {
+            Ok(_) => Ok(()),
+            // Already gone: what revoking wanted.
+            Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::NotFound => Ok(()),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    async fn range(&self, read: Read) -> Result<(Vec<Kv>, i64)> {
+        let options = get_options(&read);
+        let reply = self
+            .client()
+            .await?
+            .get(read.range.key, Some(options))
+            .await
+            .map_err(|e| self.error(e))?;
+        let revision = reply.header().map_or(0, |h| h.revision());
+        Ok((reply.kvs().iter().map(kv).collect(), revision))
+    }
+
+    async fn txn(&self, when: Vec<Compare>, then: Vec<Op>, otherwise: Vec<Op>) -> Result<TxnResult> {
+        let txn = Txn::new()
+            .when(when.into_iter().map(compare).collect::<Vec<_>>())
+            .and_then(then.into_iter().map(op).collect::<Vec<_>>())
+            .or_else(otherwise.into_iter().map(op).collect::<Vec<_>>());
+        let reply = self
+            .client()
+            .await?
+            .txn(txn)
+            .await
+            .map_err(|e| self.error(e))?;
+        let results = reply
+            .op_responses()
+            .into_iter()
+            .map(|r| match r {
+                TxnOpResponse::Put(_) | TxnOpResponse::Txn(_) => OpResult::Put,
+                TxnOpResponse::Delete(d) => OpResult::Deleted(d.deleted()),
+                TxnOpResponse::Get(g) => OpResult::Got(g.kvs().iter().map(kv).collect()),
+            })
+            .collect();
+        Ok(TxnResult {
+            succeeded: reply.succeeded(),
+            revision: reply.header().map_or(0, |h| h.revision()),
+            results,
+        })
+    }
+
+    async fn watch(&self, range: KeyRange, from: i64) -> Result<WatchStream> {
+        let mut options = WatchOptions::new().with_start_revision(from);
+        if let Some(end) = range.end {
+            options = options.with_range(end);
+        }
+        let stream = self
+            .client()
+            .await?
+            .watch(range.key, Some(options))
+            .await
+            .map_err(|e| self.error(e))?;
+        let servers = self.cfg.endpoints.join(",");
+        // The stream keeps its sender alive (dropping it ends the watch on the server).
+        let events = futures::stream::unfold(Some(stream), move |state| {
+            let servers = servers.clone();
+            async move {
+                let mut stream = state?;
+                loop {
+                    let next = stream.message().await;
+                    match next {
+                        Ok(Some(reply)) if reply.canceled() || reply.compact_revision() > 0 => {
+                            let why = format!(
+                                "etcd {servers}: watch canceled ({})",
+                                reply.cancel_reason()
+                            );
+                            return Some((Err(Error::Connection(why)), None));
+                        }
+                        Ok(Some(reply)) => {
+                            if reply.events().is_empty() {
+                                continue;
+                            }
+                            let events = reply
+                                .events()
+                                .iter()
+                                .filter_map(|e| {
+                                    let kv = kv(e.kv()?);
+                                    Some(match e.event_type() {
+                                        EventType::Put => Event::Put(kv),
+                                        EventType::Delete => Event::Delete(kv),
+                                    })
+                                })
+                                .collect();
+                            return Some((Ok(events), Some(stream)));
+                        }
+                        Ok(None) => {
+                            let why = format!("etcd {servers}: watch stream closed");
+                            return Some((Err(Error::Connection(why)), None));
+                        }
+                        Err(e) => {
+                            let why = format!("etcd {servers}: watch broke: {e}");
+                            return Some((Err(Error::Connection(why)), None));
+                        }
+                    }
+                }
+            }
+        });
+        Ok(events.boxed())
+    }
+}

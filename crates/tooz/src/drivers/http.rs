@@ -1,0 +1,145 @@
+//! The HTTP/1.1 client of the HTTP-based drivers (etcd's JSON gateway): one pool of
+//! keep-alive connections per driver, every request bounded by a timeout, JSON in and out,
+//! and streamed replies for watches.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use http_body_util::{BodyExt, BodyStream, Full};
+use hyper::{Request, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::error::{Error, Result};
+
+/// A client of one server (`http://host:port`).
+#[derive(Clone)]
+pub(crate) struct HttpClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+    base: String,
+    timeout: Duration,
+    /// Sent as `Authorization` when set.
+    token: std::sync::Arc<std::sync::RwLock<Option<String>>>,
+}
+
+/// A reply: its status and body.
+pub(crate) struct Reply {
+    pub status: StatusCode,
+    pub body: Bytes,
+}
+
+impl HttpClient {
+    /// A client of `host:port`, each request bounded by `timeout`.
+    pub fn new(host_port: &str, timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(timeout));
+        HttpClient {
+            client: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(60))
+                .build(connector),
+            base: format!("http://{host_port}"),
+            timeout,
+            token: Default::default(),
+        }
+    }
+
+    /// The server, for messages.
+    pub fn server(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends `Authorization: token` from now on.
+    pub fn set_token(&self, token: Option<String>) {
+        *self.token.write().unwrap() = token;
+    }
+
+    fn request(&self, method: &str, path: &str, body: Vec<u8>) -> Result<Request<Full<Bytes>>> {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("content-type", "application/json");
+        if let Some(token) = self.token.read().unwrap().as_ref() {
+            builder = builder.header("authorization", token.as_str());
+        }
+        builder
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| Error::InvalidUrl {
+                url: self.base.clone(),
+                reason: e.to_string(),
+            })
+    }
+
+    fn connection_error(&self, error: impl std::fmt::Display) -> Error {
+        Error::Connection(format!("{}: {error}", self.base))
+    }
+
+    fn timed_out(&self, path: &str) -> Error {
+        Error::OperationTimedOut(format!(
+            "{}{path}: no reply within {:?}",
+            self.base, self.timeout
+        ))
+    }
+
+    /// One request and its whole reply.
+    pub async fn call(&self, method: &str, path: &str, body: Vec<u8>) -> Result<Reply> {
+        let request = self.request(method, path, body)?;
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| self.connection_error(describe(&e)))?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| self.connection_error(e))?
+                .to_bytes();
+            Ok(Reply { status, body })
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| self.timed_out(path))?
+    }
+
+    /// A request whose reply streams: its chunks as they come (the wait for the reply's head
+    /// is bounded; the stream is not).
+    pub async fn stream(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<(StatusCode, BoxStream<'static, Result<Bytes>>)> {
+        let request = self.request("POST", path, body)?;
+        let response = tokio::time::timeout(self.timeout, self.client.request(request))
+            .await
+            .map_err(|_| self.timed_out(path))?
+            .map_err(|e| self.connection_error(describe(&e)))?;
+        let status = response.status();
+        let base = self.base.clone();
+        let chunks = BodyStream::new(response.into_body()).filter_map(move |frame| {
+            let item = match frame {
+                Ok(frame) => frame.into_data().ok().map(Ok),
+                Err(e) => Some(Err(Error::Connection(format!("{base}: {e}")))),
+            };
+            async move { item }
+        });
+        Ok((status, chunks.boxed()))
+    }
+}
+
+/// The error and its causes, in one line ("client error (Connect): connection refused").
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
