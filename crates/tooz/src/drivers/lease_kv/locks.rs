@@ -9,7 +9,7 @@ use crate::driver::Driver;
 use crate::drivers::common::OnAbandon;
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::types::{FencingToken, LockMode, LockRequest};
+use crate::types::{FencingToken, LockMode, LockRequest, LostReason};
 use futures::StreamExt;
 
 fn check_mode<S: KvStore>(driver: &LeaseKvDriver<S>, req: &LockRequest) -> Result<()> {
@@ -214,8 +214,9 @@ pub(super) async fn release<S: KvStore>(
     Ok(txn.succeeded)
 }
 
-/// Whether the lock key still holds this acquisition's value (its lease is the session's,
-/// which the heartbeat renews).
+/// Whether the lock key still holds this acquisition's value. Its lease is the session's,
+/// which the heartbeat has just renewed (a lost lease is reported as a lost session first),
+/// so a key gone or rewritten was broken.
 pub(super) async fn still_held<S: KvStore>(
     driver: &LeaseKvDriver<S>,
     req: &LockRequest,
@@ -225,7 +226,11 @@ pub(super) async fn still_held<S: KvStore>(
         .range(Read::all(KeyRange::key(driver.layout.lock(&req.name))))
         .await?;
     let value = holder_value(&req.nonce, &driver.member);
-    Ok(kvs.first().is_some_and(|kv| kv.value == value))
+    let held = kvs.first().is_some_and(|kv| kv.value == value);
+    if !held {
+        req.lost.fire(LostReason::Broken);
+    }
+    Ok(held)
 }
 
 pub(super) async fn break_lock<S: KvStore>(driver: &LeaseKvDriver<S>, name: &Id) -> Result<bool> {
