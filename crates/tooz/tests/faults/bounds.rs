@@ -123,6 +123,30 @@ pub fn of(scheme: &str) -> Option<Bounds> {
             // No queue: a waiter retries every lock_poll_interval (10 ms).
             orphan_place: s(10),
         }),
+        // crates/tooz/src/drivers/{etcd3,lease_kv}/mod.rs, with `timeout=2`: the session's
+        // lease has TTL W = 2 s (etcd's shortest).
+        "etcd3" | "etcd3+http" => Some(Bounds {
+            options: "timeout=2",
+            // The core bounds each call by the session timeout, W / 2 (the default call
+            // timeout, W / 8, makes most calls fail sooner).
+            call: s(1000),
+            // "after half the TTL without a renewal the session is reported lost": the last
+            // renewal came at most W / 4 before the cut, the next one fails within W / 8,
+            // then W / 2: under W after the cut.
+            lost: s(2000),
+            // Lock keys live on the lease, which the server expires W after its last renewal
+            // (its lessor checks every 0.5 s).
+            free: s(2500),
+            lost_before_free: true,
+            // Member keys live on the lease too, and watches are pushed.
+            member_gone: s(2500),
+            // "a new lease is granted and the memberships are joined again".
+            rejoins_after_lost: true,
+            // An acquire or queue place whose reply was lost is undone in the background,
+            // tried every 100 ms until the store answers.
+            orphan_lock: s(1000),
+            orphan_place: s(1000),
+        }),
         _ => None,
     }
 }

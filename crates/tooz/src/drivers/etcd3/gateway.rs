@@ -275,11 +275,26 @@ impl KvStore for GatewayStore {
     }
 
     async fn keep_alive(&self, lease: i64) -> Result<bool> {
-        let reply = self
+        match self
             .call("lease/keepalive", json!({"ID": lease.to_string()}))
+            .await
+        {
+            Ok(reply) => {
+                let result = reply.get("result").unwrap_or(&reply);
+                if int(result.get("TTL")) > 0 {
+                    return Ok(true);
+                }
+            }
+            // The gateway's word for a lease the server no longer has; checked below.
+            Err(Error::Backend { message, .. }) if message.contains("not found") => {}
+            Err(error) => return Err(error),
+        }
+        // A keep-alive answered without a TTL: the lease is gone only if the server says so
+        // when asked about it (TTL -1), not when it answered in a hurry (a restart).
+        let reply = self
+            .call("lease/timetolive", json!({"ID": lease.to_string()}))
             .await?;
-        let result = reply.get("result").unwrap_or(&reply);
-        Ok(int(result.get("TTL")) > 0)
+        Ok(int(reply.get("TTL")) > 0)
     }
 
     async fn revoke(&self, lease: i64) -> Result<()> {

@@ -1,6 +1,7 @@
 //! `etcd3://`: the lease-KV store over etcd's gRPC API (the `etcd-client` crate). Several
 //! endpoints are balanced, and a call fails over to another when one is down.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +54,9 @@ pub(crate) fn build(url: &DriverUrl, member: &Id) -> Result<Arc<dyn Driver>> {
 pub(crate) struct GrpcStore {
     cfg: Config,
     client: RwLock<Option<Client>>,
+    /// Set when a call failed for want of a working connection: the next call connects
+    /// anew (the balanced channel does not always recover a connection the network broke).
+    broken: AtomicBool,
 }
 
 impl GrpcStore {
@@ -60,10 +64,26 @@ impl GrpcStore {
         GrpcStore {
             cfg,
             client: RwLock::new(None),
+            broken: AtomicBool::new(false),
         }
     }
 
     async fn client(&self) -> Result<Client> {
+        if self.broken.load(Ordering::Acquire) {
+            let mut slot = self.client.write().await;
+            if slot.is_none() {
+                return Err(Error::NotStarted);
+            }
+            if self.broken.swap(false, Ordering::AcqRel) {
+                match self.new_client().await {
+                    Ok(client) => *slot = Some(client),
+                    Err(error) => {
+                        self.broken.store(true, Ordering::Release);
+                        return Err(error);
+                    }
+                }
+            }
+        }
         self.client
             .read()
             .await
@@ -71,10 +91,43 @@ impl GrpcStore {
             .ok_or(Error::NotStarted)
     }
 
+    async fn new_client(&self) -> Result<Client> {
+        let scheme = if self.cfg.tls.is_some() { "https" } else { "http" };
+        let endpoints: Vec<String> = self
+            .cfg
+            .endpoints
+            .iter()
+            .map(|e| format!("{scheme}://{e}"))
+            .collect();
+        let connect = Client::connect(endpoints, Some(self.options()?));
+        tokio::time::timeout(self.cfg.call_timeout, connect)
+            .await
+            .map_err(|_| {
+                Error::OperationTimedOut(format!(
+                    "etcd {}: no connection within {:?}",
+                    self.cfg.endpoints.join(","),
+                    self.cfg.call_timeout
+                ))
+            })?
+            .map_err(|e| self.error(e))
+    }
+
     fn error(&self, error: etcd_client::Error) -> Error {
+        let error = self.classify(error);
+        if matches!(error, Error::Connection(_) | Error::OperationTimedOut(_)) {
+            self.broken.store(true, Ordering::Release);
+        }
+        error
+    }
+
+    fn classify(&self, error: etcd_client::Error) -> Error {
         let servers = self.cfg.endpoints.join(",");
         match error {
             etcd_client::Error::GRpcStatus(status) => match status.code() {
+                // tonic's own deadline (the call timeout) ends a call as "cancelled".
+                tonic::Code::Cancelled if status.message().contains("Timeout expired") => {
+                    Error::OperationTimedOut(format!("etcd {servers}: {}", status.message()))
+                }
                 tonic::Code::Unavailable => {
                     Error::Connection(format!("etcd {servers}: {}", status.message()))
                 }
@@ -101,7 +154,13 @@ impl GrpcStore {
         let mut options = ConnectOptions::new()
             .with_timeout(self.cfg.call_timeout)
             .with_connect_timeout(self.cfg.call_timeout.min(Duration::from_secs(5)))
-            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+            // HTTP/2 pings find a dead connection (a cut network) in time for the session to
+            // be renewed on a new one.
+            .with_keep_alive(
+                (self.cfg.ttl / 4).max(Duration::from_millis(500)),
+                self.cfg.call_timeout,
+            )
+            .with_keep_alive_while_idle(true);
         if let Some((user, password)) = &self.cfg.user {
             options = options.with_user(user.clone(), password.clone());
         }
@@ -200,25 +259,7 @@ fn op(op: Op) -> TxnOp {
 #[async_trait]
 impl KvStore for GrpcStore {
     async fn connect(&self) -> Result<()> {
-        let scheme = if self.cfg.tls.is_some() { "https" } else { "http" };
-        let endpoints: Vec<String> = self
-            .cfg
-            .endpoints
-            .iter()
-            .map(|e| format!("{scheme}://{e}"))
-            .collect();
-        let options = self.options()?;
-        let connect = Client::connect(endpoints, Some(options));
-        let client = tokio::time::timeout(self.cfg.call_timeout, connect)
-            .await
-            .map_err(|_| {
-                Error::OperationTimedOut(format!(
-                    "etcd {}: no connection within {:?}",
-                    self.cfg.endpoints.join(","),
-                    self.cfg.call_timeout
-                ))
-            })?
-            .map_err(|e| self.error(e))?;
+        let client = self.new_client().await?;
         // A first call, so that an unreachable cluster fails the start.
         client
             .kv_client()
@@ -245,20 +286,33 @@ impl KvStore for GrpcStore {
     }
 
     async fn keep_alive(&self, lease: i64) -> Result<bool> {
-        let (mut keeper, mut stream) = self
+        let mut client = self.client().await?;
+        let renew = async {
+            let (mut keeper, mut stream) = client.lease_keep_alive(lease).await?;
+            keeper.keep_alive().await?;
+            Ok::<_, etcd_client::Error>(stream.message().await?.map(|reply| reply.ttl()))
+        };
+        match renew.await {
+            Ok(Some(ttl)) if ttl > 0 => return Ok(true),
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(Error::Connection(format!(
+                    "etcd {}: the lease keep-alive stream closed",
+                    self.cfg.endpoints.join(",")
+                )))
+            }
+            // The client's word for a lease the server no longer has; checked below.
+            Err(etcd_client::Error::LeaseKeepAliveError(_)) => {}
+            Err(error) => return Err(self.error(error)),
+        }
+        // Not renewed: gone only if the server says so when asked (TTL -1).
+        let reply = self
             .client()
             .await?
-            .lease_keep_alive(lease)
+            .lease_time_to_live(lease, None)
             .await
             .map_err(|e| self.error(e))?;
-        keeper.keep_alive().await.map_err(|e| self.error(e))?;
-        match stream.message().await.map_err(|e| self.error(e))? {
-            Some(reply) => Ok(reply.ttl() > 0),
-            None => Err(Error::Connection(format!(
-                "etcd {}: the lease keep-alive stream closed",
-                self.cfg.endpoints.join(",")
-            ))),
-        }
+        Ok(reply.ttl() > 0)
     }
 
     async fn revoke(&self, lease: i64) -> Result<()> {

@@ -18,7 +18,8 @@
 //!
 //! | option | default | meaning |
 //! |---|---|---|
-//! | `timeout` | 30 s | TTL of the session's lease (Python tooz: `timeout`), and of each call |
+//! | `timeout` | 30 s | TTL of the session's lease (Python tooz: `timeout`); the session is reported lost after half of it without a renewal |
+//! | `operation_timeout` | TTL / 8, 0.1 s to 5 s | longest one call to etcd may take |
 //! | `lock_timeout`, `membership_timeout` | `timeout` | the lease's TTL is the shortest of these (Python tooz had one lease for members and one per lock) |
 //! | `api_version` | from `/version` | gateway only: `v3alpha`, `v3beta` or `v3` |
 //! | `ca_cert`, `cert_key`, `cert_cert` | — | TLS: CA bundle and client certificate (PEM), as in Python tooz |
@@ -29,8 +30,8 @@
 //! Writes and reads are linearizable (no serializable reads). A lock or a membership lives
 //! as long as its holder's lease: a holder cut off from the cluster keeps its lease until its
 //! TTL passes without a renewal, then loses everything (`lost()` fires at the latest once
-//! the session timeout passes without a renewal, which is the TTL); another holder can take
-//! the lock only after that, with a larger fencing token.
+//! half the TTL passes without a renewal, before the server can expire the lease); another
+//! holder can take the lock only once the lease expired, with a larger fencing token.
 
 #[cfg(feature = "etcd3-http")]
 pub(crate) mod gateway;
@@ -73,8 +74,13 @@ const OPTIONS: [OptionSpec; count_with_common(&OWN_OPTIONS)] = with_common(&OWN_
 /// Python tooz's default timeout.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_PORT: u16 = 2379;
-/// etcd refuses leases shorter than this... it rounds up to it (its minimum TTL).
+/// etcd's shortest lease (shorter TTLs are raised to it by the server).
 const MIN_TTL: Duration = Duration::from_secs(2);
+
+/// Bounds of the default call timeout, TTL / 8: a failing heartbeat fails in time for the
+/// session to be reported lost before the lease can expire (see `lease_kv`).
+const MIN_CALL_TIMEOUT: Duration = Duration::from_millis(100);
+const MAX_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What both v3 drivers declare.
 const fn facts() -> DriverFacts {
@@ -178,7 +184,9 @@ impl Config {
             tls,
             user,
             ttl,
-            call_timeout: options.duration("operation_timeout").unwrap_or(ttl),
+            call_timeout: options
+                .duration("operation_timeout")
+                .unwrap_or((ttl / 8).clamp(MIN_CALL_TIMEOUT, MAX_CALL_TIMEOUT)),
             api_version,
             namespace: options
                 .text("namespace")

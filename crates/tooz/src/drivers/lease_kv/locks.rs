@@ -63,11 +63,67 @@ pub(super) async fn try_acquire<S: KvStore>(
     when.push(Compare::absent(KeyRange::prefix(
         driver.layout.queue(&req.name),
     )));
-    let txn = driver
-        .store
-        .txn(when, take(driver, req, lease), vec![])
-        .await?;
+    let undo = undo_take(driver, req);
+    let txn = write_or_undo(driver, when, take(driver, req, lease), vec![], undo).await?;
     Ok(txn.succeeded.then(|| token(txn.revision)))
+}
+
+/// What undoes a take whose reply was lost: the lock keys deleted if they are this
+/// acquisition's.
+fn undo_take<S: KvStore>(driver: &LeaseKvDriver<S>, req: &LockRequest) -> Undo {
+    let key = driver.layout.lock(&req.name);
+    let value = holder_value(&req.nonce, &driver.member);
+    Undo {
+        when: vec![Compare::value_is(key.clone(), value)],
+        then: vec![
+            Op::Delete(KeyRange::key(key)),
+            Op::Delete(KeyRange::key(driver.layout.legacy_lock(&req.name))),
+        ],
+    }
+}
+
+/// A transaction that undoes a write.
+struct Undo {
+    when: Vec<Compare>,
+    then: Vec<Op>,
+}
+
+/// How often, and how many times, an undo is tried before the lease is left to end it.
+const UNDO_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+const UNDO_TRIES: u32 = 100;
+
+/// Runs `undo` when dropped armed: in the background, tried until the store answers it
+/// (bounded: after that the session's lease, when it ends, deletes what was left).
+fn undo_on_abandon<S: KvStore>(driver: &LeaseKvDriver<S>, undo: Undo) -> OnAbandon {
+    let store = driver.store.clone();
+    OnAbandon::spawn(tokio::runtime::Handle::current(), async move {
+        for _ in 0..UNDO_TRIES {
+            let attempt = store.txn(undo.when.clone(), undo.then.clone(), vec![]);
+            if attempt.await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(UNDO_RETRY).await;
+        }
+    })
+}
+
+/// Runs a transaction that writes on the session's lease (or releases what is on it). If no
+/// reply comes (an error, a timeout, the future dropped), the write may have happened unseen
+/// (or the release not at all), and the lease would keep it alive: `undo` is then run in the
+/// background until the store answers it.
+async fn write_or_undo<S: KvStore>(
+    driver: &LeaseKvDriver<S>,
+    when: Vec<Compare>,
+    then: Vec<Op>,
+    otherwise: Vec<Op>,
+    undo: Undo,
+) -> Result<super::store::TxnResult> {
+    let guard = undo_on_abandon(driver, undo);
+    let result = driver.store.txn(when, then, otherwise).await;
+    if result.is_ok() {
+        guard.disarm();
+    }
+    result
 }
 
 /// Takes the lock, queueing behind earlier waiters, until `deadline`.
@@ -82,18 +138,22 @@ pub(super) async fn acquire<S: KvStore>(
     let lease = driver.lease()?;
     let queue = driver.layout.queue(&req.name);
     let place = driver.layout.waiter(&req.name, lease, &req.nonce);
-    let queued = driver
-        .store
-        .txn(
-            vec![Compare::absent(KeyRange::key(place.clone()))],
-            vec![Op::Put {
-                key: place.clone(),
-                value: Vec::new(),
-                lease,
-            }],
-            vec![],
-        )
-        .await?;
+    let leave_queue = || Undo {
+        when: vec![],
+        then: vec![Op::Delete(KeyRange::key(place.clone()))],
+    };
+    let queued = write_or_undo(
+        driver,
+        vec![Compare::absent(KeyRange::key(place.clone()))],
+        vec![Op::Put {
+            key: place.clone(),
+            value: Vec::new(),
+            lease,
+        }],
+        vec![],
+        leave_queue(),
+    )
+    .await?;
     if !queued.succeeded {
         return Err(Error::Backend {
             driver: driver.scheme(),
@@ -102,13 +162,7 @@ pub(super) async fn acquire<S: KvStore>(
     }
     let my_revision = queued.revision;
     // Leaving the queue, whoever gives up: a timeout, an error, a dropped future.
-    let store = driver.store.clone();
-    let leave_key = place.clone();
-    let leave = OnAbandon::spawn(tokio::runtime::Handle::current(), async move {
-        let _ = store
-            .txn(vec![], vec![Op::Delete(KeyRange::key(leave_key))], vec![])
-            .await;
-    });
+    let leave = undo_on_abandon(driver, leave_queue());
     loop {
         // The waiter just before this one, if any.
         let (before, revision) = driver
@@ -138,7 +192,7 @@ pub(super) async fn acquire<S: KvStore>(
             Op::Get(Read::all(KeyRange::key(driver.layout.legacy_lock(&req.name)))),
             Op::Get(Read::all(KeyRange::key(place.clone()))),
         ];
-        let txn = driver.store.txn(when, then, otherwise).await?;
+        let txn = write_or_undo(driver, when, then, otherwise, undo_take(driver, req)).await?;
         if txn.succeeded {
             leave.disarm();
             return Ok(Some(token(txn.revision)));
@@ -200,17 +254,14 @@ pub(super) async fn release<S: KvStore>(
     let key = driver.layout.lock(&req.name);
     let legacy = driver.layout.legacy_lock(&req.name);
     let value = holder_value(&req.nonce, &driver.member);
-    let txn = driver
-        .store
-        .txn(
-            vec![Compare::value_is(key.clone(), value.clone())],
-            vec![
-                Op::Delete(KeyRange::key(key)),
-                Op::Delete(KeyRange::key(legacy)),
-            ],
-            vec![],
-        )
-        .await?;
+    // A release whose reply is lost is tried again in the background: the session's lease
+    // would keep the lock alive.
+    let when = vec![Compare::value_is(key.clone(), value)];
+    let then = vec![
+        Op::Delete(KeyRange::key(key)),
+        Op::Delete(KeyRange::key(legacy)),
+    ];
+    let txn = write_or_undo(driver, when, then, vec![], undo_take(driver, req)).await?;
     Ok(txn.succeeded)
 }
 

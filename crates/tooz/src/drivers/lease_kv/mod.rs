@@ -2,10 +2,12 @@
 //! once over the store's primitives ([`store::KvStore`]).
 //!
 //! - **Session:** one lease per coordinator, granted at start, renewed by the core's
-//!   heartbeat every third of its TTL. Every key this coordinator writes (members, locks,
-//!   queue places) lives on it, however many locks it takes. When a renewal finds the lease
-//!   gone, the session is reported `Lost` (every `lost()` fires), a new lease is granted and
-//!   the memberships are joined again.
+//!   heartbeat every quarter of its TTL; after half the TTL without a renewal the session is
+//!   reported lost, before the server can expire the lease. Every key this coordinator
+//!   writes (members, locks, queue places) lives on it, however many locks it takes. When a
+//!   renewal finds the lease gone, or the session was reported lost meanwhile (suspended too
+//!   long), every `lost()` has fired; the old lease is revoked (so nothing reported lost stays
+//!   held), a new one is granted and the memberships are joined again.
 //! - **Locks** (`locks`): etcd's own mutex recipe, plus Python tooz's keys. A free lock with
 //!   no waiter is taken in one transaction; otherwise the contender queues a key on its
 //!   lease and waits, watching only the key just before its own (first come, first served,
@@ -90,10 +92,8 @@ impl<S: KvStore> LeaseKvDriver<S> {
         Ok(self.session.get()?.lease())
     }
 
-    /// The lease was found gone: report the session lost, start a new one and join again.
-    async fn renew_session(&self, session: &Session) -> Result<()> {
-        tracing::warn!("the session's lease is gone: every lock and membership is lost");
-        session.events.report(ConnectionState::Lost);
+    /// Replaces the session's lease with a new one and joins the groups again.
+    async fn replace_lease(&self, session: &Session) -> Result<()> {
         let lease = self.store.grant(self.settings.ttl).await?;
         session.lease.store(lease, Ordering::Release);
         for (group, caps) in self.joined.list() {
@@ -116,8 +116,11 @@ impl<S: KvStore> Driver for LeaseKvDriver<S> {
         &self.settings.facts
     }
 
+    /// Half the lease's TTL: heartbeats come every quarter, and one that fails does so
+    /// within the transport's call timeout, so the session is reported lost before the
+    /// server can expire its lease and let another client take what it held.
     fn session_timeout(&self) -> Duration {
-        self.settings.ttl
+        self.settings.ttl / 2
     }
 
     async fn start(&self, events: SessionEvents) -> Result<()> {
@@ -149,10 +152,18 @@ impl<S: KvStore> Driver for LeaseKvDriver<S> {
 
     async fn heartbeat(&self) -> Result<Option<Duration>> {
         let session = self.session.get()?;
-        if !self.store.keep_alive(session.lease()).await? {
-            self.renew_session(&session).await?;
+        if session.events.current() == ConnectionState::Lost {
+            // The core gave the session up (suspended too long) and reported everything on
+            // it lost, but the lease may have lived on: end it, so that nothing reported lost
+            // stays held, and start again on a new one.
+            self.store.revoke(session.lease()).await?;
+            self.replace_lease(&session).await?;
+        } else if !self.store.keep_alive(session.lease()).await? {
+            tracing::warn!("the session's lease is gone: every lock and membership is lost");
+            session.events.report(ConnectionState::Lost);
+            self.replace_lease(&session).await?;
         }
-        Ok(Some(self.settings.ttl / 3))
+        Ok(Some(self.settings.ttl / 4))
     }
 
     async fn create_group(&self, group: &Id) -> Result<()> {
