@@ -1,7 +1,6 @@
 //! `etcd3://`: the lease-KV store over etcd's gRPC API (the `etcd-client` crate). Several
 //! endpoints are balanced, and a call fails over to another when one is down.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +11,6 @@ use etcd_client::{
     WatchOptions,
 };
 use futures::StreamExt;
-use tokio::sync::RwLock;
 
 use super::Config;
 use crate::driver::Driver;
@@ -50,74 +48,108 @@ pub(crate) fn build(url: &DriverUrl, member: &Id) -> Result<Arc<dyn Driver>> {
     )))
 }
 
-/// The gRPC transport.
+/// The gRPC transport: one client per endpoint, made when first needed; calls go to the
+/// current endpoint and move on to the next when it cannot be reached.
 pub(crate) struct GrpcStore {
     cfg: Config,
-    client: RwLock<Option<Client>>,
-    /// Set when a call failed for want of a working connection: the next call connects
-    /// anew (the balanced channel does not always recover a connection the network broke).
-    broken: AtomicBool,
+    links: tokio::sync::Mutex<Links>,
+}
+
+struct Links {
+    started: bool,
+    clients: Vec<Option<Client>>,
+    current: usize,
+}
+
+/// Whether a call failed before its request could reach the server (so trying it on
+/// another endpoint cannot apply it twice).
+fn unsent(error: &etcd_client::Error) -> bool {
+    match error {
+        etcd_client::Error::TransportError(_) => true,
+        etcd_client::Error::GRpcStatus(status) => {
+            status.code() == tonic::Code::Unavailable && status.message().contains("connect")
+        }
+        _ => false,
+    }
 }
 
 impl GrpcStore {
     fn new(cfg: Config) -> Self {
+        let clients = vec![None; cfg.endpoints.len()];
         GrpcStore {
             cfg,
-            client: RwLock::new(None),
-            broken: AtomicBool::new(false),
+            links: tokio::sync::Mutex::new(Links {
+                started: false,
+                clients,
+                current: 0,
+            }),
         }
     }
 
-    async fn client(&self) -> Result<Client> {
-        if self.broken.load(Ordering::Acquire) {
-            let mut slot = self.client.write().await;
-            if slot.is_none() {
-                return Err(Error::NotStarted);
-            }
-            if self.broken.swap(false, Ordering::AcqRel) {
-                match self.new_client().await {
-                    Ok(client) => *slot = Some(client),
-                    Err(error) => {
-                        self.broken.store(true, Ordering::Release);
+    /// The current endpoint and its client.
+    async fn client(&self) -> Result<(usize, Client)> {
+        let mut links = self.links.lock().await;
+        if !links.started {
+            return Err(Error::NotStarted);
+        }
+        let current = links.current;
+        if let Some(client) = &links.clients[current] {
+            return Ok((current, client.clone()));
+        }
+        let client = self.new_client(&self.cfg.endpoints[current]).await?;
+        links.clients[current] = Some(client.clone());
+        Ok((current, client))
+    }
+
+    /// Leaves endpoint `index` for the next one, forgetting its client (a connection the
+    /// network broke is not always recovered by the channel).
+    async fn move_on(&self, index: usize) {
+        let mut links = self.links.lock().await;
+        if links.current == index {
+            links.clients[index] = None;
+            links.current = (index + 1) % links.clients.len();
+        }
+    }
+
+    /// Runs `op` on the current endpoint's client; a call that could not reach its endpoint
+    /// is tried on the next, once around the list.
+    async fn with_client<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        let mut tries = self.cfg.endpoints.len();
+        loop {
+            let (index, client) = self.client().await?;
+            match op(client).await {
+                Ok(value) => return Ok(value),
+                Err(error) => {
+                    let retry = unsent(&error);
+                    let error = self.classify(error);
+                    if matches!(error, Error::Connection(_) | Error::OperationTimedOut(_)) {
+                        self.move_on(index).await;
+                    }
+                    tries -= 1;
+                    if !retry || tries == 0 {
                         return Err(error);
                     }
                 }
             }
         }
-        self.client
-            .read()
-            .await
-            .clone()
-            .ok_or(Error::NotStarted)
     }
 
-    async fn new_client(&self) -> Result<Client> {
+    async fn new_client(&self, endpoint: &str) -> Result<Client> {
         let scheme = if self.cfg.tls.is_some() { "https" } else { "http" };
-        let endpoints: Vec<String> = self
-            .cfg
-            .endpoints
-            .iter()
-            .map(|e| format!("{scheme}://{e}"))
-            .collect();
-        let connect = Client::connect(endpoints, Some(self.options()?));
+        let connect = Client::connect([format!("{scheme}://{endpoint}")], Some(self.options()?));
         tokio::time::timeout(self.cfg.call_timeout, connect)
             .await
             .map_err(|_| {
                 Error::OperationTimedOut(format!(
-                    "etcd {}: no connection within {:?}",
-                    self.cfg.endpoints.join(","),
+                    "etcd {endpoint}: no connection within {:?}",
                     self.cfg.call_timeout
                 ))
             })?
-            .map_err(|e| self.error(e))
-    }
-
-    fn error(&self, error: etcd_client::Error) -> Error {
-        let error = self.classify(error);
-        if matches!(error, Error::Connection(_) | Error::OperationTimedOut(_)) {
-            self.broken.store(true, Ordering::Release);
-        }
-        error
+            .map_err(|e| self.classify(e))
     }
 
     fn classify(&self, error: etcd_client::Error) -> Error {
@@ -259,79 +291,86 @@ fn op(op: Op) -> TxnOp {
 #[async_trait]
 impl KvStore for GrpcStore {
     async fn connect(&self) -> Result<()> {
-        let client = self.new_client().await?;
+        self.links.lock().await.started = true;
         // A first call, so that an unreachable cluster fails the start.
-        client
-            .kv_client()
-            .get(b"tooz/".to_vec(), Some(GetOptions::new().with_count_only()))
-            .await
-            .map_err(|e| self.error(e))?;
-        *self.client.write().await = Some(client);
-        Ok(())
+        let probe = self
+            .with_client(|mut c| async move {
+                let options = GetOptions::new().with_count_only();
+                c.get(b"tooz/".to_vec(), Some(options)).await
+            })
+            .await;
+        if probe.is_err() {
+            self.close().await;
+        }
+        probe.map(drop)
     }
 
     async fn close(&self) {
-        self.client.write().await.take();
+        let mut links = self.links.lock().await;
+        links.started = false;
+        links.clients.iter_mut().for_each(|c| *c = None);
     }
 
     async fn grant(&self, ttl: Duration) -> Result<i64> {
         let secs = ttl.as_secs().max(1) as i64;
         let granted = self
-            .client()
-            .await?
-            .lease_grant(secs, None)
-            .await
-            .map_err(|e| self.error(e))?;
+            .with_client(|mut c| async move { c.lease_grant(secs, None).await })
+            .await?;
         Ok(granted.id())
     }
 
     async fn keep_alive(&self, lease: i64) -> Result<bool> {
-        let mut client = self.client().await?;
-        let renew = async {
-            let (mut keeper, mut stream) = client.lease_keep_alive(lease).await?;
-            keeper.keep_alive().await?;
-            Ok::<_, etcd_client::Error>(stream.message().await?.map(|reply| reply.ttl()))
-        };
-        match renew.await {
-            Ok(Some(ttl)) if ttl > 0 => return Ok(true),
-            Ok(Some(_)) => {}
-            Ok(None) => {
+        let renewed = self
+            .with_client(|mut c| async move {
+                let renew = async {
+                    let (mut keeper, mut stream) = c.lease_keep_alive(lease).await?;
+                    keeper.keep_alive().await?;
+                    Ok(stream.message().await?.map(|reply| reply.ttl()))
+                };
+                match renew.await {
+                    // The client's word for a lease the server no longer has.
+                    Err(etcd_client::Error::LeaseKeepAliveError(_)) => Ok(Some(0)),
+                    other => other,
+                }
+            })
+            .await?;
+        match renewed {
+            Some(ttl) if ttl > 0 => return Ok(true),
+            Some(_) => {}
+            None => {
                 return Err(Error::Connection(format!(
                     "etcd {}: the lease keep-alive stream closed",
                     self.cfg.endpoints.join(",")
                 )))
             }
-            // The client's word for a lease the server no longer has; checked below.
-            Err(etcd_client::Error::LeaseKeepAliveError(_)) => {}
-            Err(error) => return Err(self.error(error)),
         }
         // Not renewed: gone only if the server says so when asked (TTL -1).
         let reply = self
-            .client()
-            .await?
-            .lease_time_to_live(lease, None)
-            .await
-            .map_err(|e| self.error(e))?;
+            .with_client(|mut c| async move { c.lease_time_to_live(lease, None).await })
+            .await?;
         Ok(reply.ttl() > 0)
     }
 
     async fn revoke(&self, lease: i64) -> Result<()> {
-        match self.client().await?.lease_revoke(lease).await {
-            Ok(_) => Ok(()),
-            // Already gone: what revoking wanted.
-            Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::NotFound => Ok(()),
-            Err(e) => Err(self.error(e)),
-        }
+        self.with_client(|mut c| async move {
+            match c.lease_revoke(lease).await {
+                // Already gone: what revoking wanted.
+                Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::NotFound => {
+                    Ok(())
+                }
+                other => other.map(drop),
+            }
+        })
+        .await
     }
 
     async fn range(&self, read: Read) -> Result<(Vec<Kv>, i64)> {
-        let options = get_options(&read);
         let reply = self
-            .client()
-            .await?
-            .get(read.range.key, Some(options))
-            .await
-            .map_err(|e| self.error(e))?;
+            .with_client(|mut c| {
+                let (key, options) = (read.range.key.clone(), get_options(&read));
+                async move { c.get(key, Some(options)).await }
+            })
+            .await?;
         let revision = reply.header().map_or(0, |h| h.revision());
         Ok((reply.kvs().iter().map(kv).collect(), revision))
     }
@@ -342,11 +381,11 @@ impl KvStore for GrpcStore {
             .and_then(then.into_iter().map(op).collect::<Vec<_>>())
             .or_else(otherwise.into_iter().map(op).collect::<Vec<_>>());
         let reply = self
-            .client()
-            .await?
-            .txn(txn)
-            .await
-            .map_err(|e| self.error(e))?;
+            .with_client(|mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await?;
         let results = reply
             .op_responses()
             .into_iter()
@@ -369,11 +408,11 @@ impl KvStore for GrpcStore {
             options = options.with_range(end);
         }
         let stream = self
-            .client()
-            .await?
-            .watch(range.key, Some(options))
-            .await
-            .map_err(|e| self.error(e))?;
+            .with_client(|mut c| {
+                let (key, options) = (range.key.clone(), options.clone());
+                async move { c.watch(key, Some(options)).await }
+            })
+            .await?;
         let servers = self.cfg.endpoints.join(",");
         // The stream keeps its sender alive (dropping it ends the watch on the server).
         let events = futures::stream::unfold(Some(stream), move |state| {
