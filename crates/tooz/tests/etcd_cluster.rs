@@ -59,7 +59,14 @@ fn leader() -> &'static str {
     let endpoints: Vec<&str> = MEMBERS.iter().map(|(_, e)| *e).collect();
     let out = std::process::Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
-        .args(["--endpoints", &endpoints.join(","), "endpoint", "status", "-w", "json"])
+        .args([
+            "--endpoints",
+            &endpoints.join(","),
+            "endpoint",
+            "status",
+            "-w",
+            "json",
+        ])
         .output()
         .expect("etcdctl runs");
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("etcdctl JSON");
@@ -76,7 +83,10 @@ fn leader() -> &'static str {
 
 async fn coordinator(member: &str) -> Coordinator {
     let coord = Coordinator::connect(CLUSTER, member).await.unwrap();
-    tokio::time::timeout(WAIT, coord.start()).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, coord.start())
+        .await
+        .unwrap()
+        .unwrap();
     coord
 }
 
@@ -100,7 +110,9 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_member_keeps_the_session() {
-    let Some(_cluster) = cluster().await else { return };
+    let Some(_cluster) = cluster().await else {
+        return;
+    };
     let group = format!("kill-member-{}", uuid::Uuid::new_v4().simple());
     let me = coordinator("survivor").await;
     me.join_group_create(group.as_str(), ()).await.unwrap();
@@ -127,7 +139,9 @@ async fn killing_a_member_keeps_the_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_keeps_the_lock_and_tokens_grow() {
-    let Some(_cluster) = cluster().await else { return };
+    let Some(_cluster) = cluster().await else {
+        return;
+    };
     let me = coordinator("holder").await;
     let other = coordinator("next").await;
     let name = format!("kill-leader-{}", uuid::Uuid::new_v4().simple());
@@ -145,11 +159,20 @@ async fn killing_the_leader_keeps_the_lock_and_tokens_grow() {
     assert!(guard.lost_reason().is_none(), "{:?}", guard.lost_reason());
     let holder = other.lock(name.as_str()).holder().await.unwrap();
     assert_eq!(holder, Some(Id::from("holder")));
-    assert!(other.lock(name.as_str()).try_acquire().await.unwrap().is_none());
+    assert!(other
+        .lock(name.as_str())
+        .try_acquire()
+        .await
+        .unwrap()
+        .is_none());
 
     assert!(guard.release().await.unwrap());
     let next = other.lock(name.as_str()).acquire().await.unwrap();
-    assert!(next.fencing_token() > before, "{} after {before}", next.fencing_token());
+    assert!(
+        next.fencing_token() > before,
+        "{} after {before}",
+        next.fencing_token()
+    );
     drop(restart);
     assert!(next.release().await.unwrap());
     me.stop().await.unwrap();

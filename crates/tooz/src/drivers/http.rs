@@ -15,10 +15,16 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::error::{Error, Result};
 
-/// A client of one server (`http://host:port`).
+/// The connector: plain TCP, or TCP and rustls where TLS is built in.
+#[cfg(not(feature = "http-client-tls"))]
+type Connector = HttpConnector;
+#[cfg(feature = "http-client-tls")]
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// A client of one server (`http://host:port` or `https://host:port`).
 #[derive(Clone)]
 pub(crate) struct HttpClient {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<Connector, Full<Bytes>>,
     base: String,
     timeout: Duration,
     /// Sent as `Authorization` when set.
@@ -31,20 +37,55 @@ pub(crate) struct Reply {
     pub body: Bytes,
 }
 
+fn tcp(timeout: Duration) -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(timeout));
+    connector.enforce_http(false);
+    connector
+}
+
 impl HttpClient {
-    /// A client of `host:port`, each request bounded by `timeout`.
-    pub fn new(host_port: &str, timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(timeout));
+    fn with(connector: Connector, base: String, timeout: Duration) -> Self {
         HttpClient {
             client: Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(60))
                 .build(connector),
-            base: format!("http://{host_port}"),
+            base,
             timeout,
             token: Default::default(),
         }
+    }
+
+    /// A client of `http://host:port`, each request bounded by `timeout`.
+    pub fn plain(host_port: &str, timeout: Duration) -> Self {
+        #[cfg(not(feature = "http-client-tls"))]
+        let connector = tcp(timeout);
+        #[cfg(feature = "http-client-tls")]
+        let connector = {
+            // Never used for https: a configuration that trusts nothing.
+            crate::drivers::tls::ensure_default_provider();
+            let nothing = rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(nothing)
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(tcp(timeout))
+        };
+        Self::with(connector, format!("http://{host_port}"), timeout)
+    }
+
+    /// A client of `https://host:port` with the TLS configuration `config`.
+    #[cfg(feature = "http-client-tls")]
+    pub fn tls(host_port: &str, timeout: Duration, config: rustls::ClientConfig) -> Self {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_only()
+            .enable_http1()
+            .wrap_connector(tcp(timeout));
+        Self::with(connector, format!("https://{host_port}"), timeout)
     }
 
     /// The server, for messages.

@@ -25,18 +25,18 @@ use crate::url::DriverUrl;
 pub(crate) mod common;
 #[cfg(any(feature = "etcd3", feature = "etcd3-http"))]
 mod etcd3;
-#[cfg(feature = "etcd3")]
-use etcd3::grpc as etcd3_grpc;
 #[cfg(feature = "etcd3-http")]
 use etcd3::gateway as etcd3_gateway;
+#[cfg(feature = "etcd3")]
+use etcd3::grpc as etcd3_grpc;
 #[cfg(feature = "file")]
 pub mod file;
 #[cfg(feature = "http-client")]
 mod http;
-#[cfg(any(feature = "etcd3", feature = "etcd3-http"))]
-mod lease_kv;
 #[cfg(feature = "ipc")]
 pub mod ipc;
+#[cfg(any(feature = "etcd3", feature = "etcd3-http"))]
+mod lease_kv;
 #[cfg(feature = "memcached")]
 pub mod memcached;
 #[cfg(feature = "redis")]
@@ -44,9 +44,12 @@ pub mod redis;
 #[cfg(any(
     feature = "redis-tls",
     feature = "zookeeper-tls",
-    feature = "memcached-tls"
+    feature = "memcached-tls",
+    feature = "http-client-tls"
 ))]
 mod tls;
+#[cfg(any(feature = "memcached-tls", feature = "http-client-tls"))]
+mod tls_config;
 #[cfg(feature = "zake")]
 pub mod zake;
 #[cfg(feature = "zookeeper")]

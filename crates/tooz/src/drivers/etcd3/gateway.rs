@@ -16,8 +16,7 @@ use super::Config;
 use crate::driver::Driver;
 use crate::drivers::http::HttpClient;
 use crate::drivers::lease_kv::store::{
-    Cmp, Compare, Event, KeyRange, Kv, KvStore, Op, OpResult, Read, Target, TxnResult,
-    WatchStream,
+    Cmp, Compare, Event, KeyRange, Kv, KvStore, Op, OpResult, Read, Target, TxnResult, WatchStream,
 };
 use crate::drivers::lease_kv::{LeaseKvDriver, Settings};
 use crate::error::{Error, Result};
@@ -30,12 +29,6 @@ pub(crate) const FACTS: DriverFacts = super::FACTS;
 pub(crate) fn build(url: &DriverUrl, member: &Id) -> Result<Arc<dyn Driver>> {
     let tls = url.scheme() == "etcd3+https";
     let (cfg, facts) = Config::parse(url, "etcd3+http", tls)?;
-    if cfg.tls.is_some() {
-        return Err(Error::DriverUnavailable {
-            scheme: url.scheme().to_string(),
-            why: "the gateway driver speaks plain HTTP only so far; use etcd3:// for TLS".into(),
-        });
-    }
     if cfg.endpoints.len() > 1 {
         return Err(Error::InvalidUrl {
             url: url.to_string(),
@@ -48,7 +41,30 @@ pub(crate) fn build(url: &DriverUrl, member: &Id) -> Result<Arc<dyn Driver>> {
         ttl: cfg.ttl,
         namespace: cfg.namespace.clone(),
     };
-    let http = HttpClient::new(&cfg.endpoints[0], cfg.call_timeout);
+    let http = match &cfg.tls {
+        None => HttpClient::plain(&cfg.endpoints[0], cfg.call_timeout),
+        #[cfg(feature = "etcd3-http-tls")]
+        Some(tls) => {
+            let files = crate::drivers::tls_config::TlsFiles {
+                ca_cert: tls.ca_cert.clone(),
+                cert: tls.cert.clone(),
+                key: tls.key.clone(),
+                // Python's etcd3gw (requests) checks the server's name.
+                check_hostname: true,
+            };
+            let config = crate::drivers::tls_config::client_config(&files)?;
+            HttpClient::tls(&cfg.endpoints[0], cfg.call_timeout, config)
+        }
+        #[cfg(not(feature = "etcd3-http-tls"))]
+        Some(_) => {
+            return Err(Error::DriverUnavailable {
+                scheme: "etcd3+http".to_string(),
+                why: "built without TLS (enable the cargo feature `etcd3-http-tls` of the tooz \
+                      crate)"
+                    .into(),
+            })
+        }
+    };
     let store = GatewayStore {
         cfg,
         http,
@@ -80,7 +96,9 @@ fn int(value: Option<&Value>) -> i64 {
 fn bytes_of(value: Option<&Value>) -> Result<Vec<u8>> {
     match value {
         None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) => B64.decode(s).map_err(|e| malformed(&format!("base64: {e}"))),
+        Some(Value::String(s)) => B64
+            .decode(s)
+            .map_err(|e| malformed(&format!("base64: {e}"))),
         Some(other) => Err(malformed(&format!("expected base64, got {other}"))),
     }
 }
@@ -179,7 +197,10 @@ fn op_json(op: &Op) -> Value {
 
 impl GatewayStore {
     fn prefix(&self) -> Result<&str> {
-        self.prefix.get().map(String::as_str).ok_or(Error::NotStarted)
+        self.prefix
+            .get()
+            .map(String::as_str)
+            .ok_or(Error::NotStarted)
     }
 
     /// One API call; the reply's JSON, or the gateway's error.
@@ -204,7 +225,10 @@ impl GatewayStore {
     }
 
     fn refused(&self, status: u16, endpoint: &str, message: &str) -> Error {
-        let text = format!("{} {endpoint}: {message} (HTTP {status})", self.http.server());
+        let text = format!(
+            "{} {endpoint}: {message} (HTTP {status})",
+            self.http.server()
+        );
         if status == 503 {
             Error::Connection(text)
         } else {
@@ -218,8 +242,8 @@ impl GatewayStore {
     /// The API prefix from the server's version, as Python's etcd3gw finds it.
     async fn discover_prefix(&self) -> Result<String> {
         let reply = self.http.call("GET", "/version", Vec::new()).await?;
-        let json: Value =
-            serde_json::from_slice(&reply.body).map_err(|e| malformed(&format!("/version: {e}")))?;
+        let json: Value = serde_json::from_slice(&reply.body)
+            .map_err(|e| malformed(&format!("/version: {e}")))?;
         let version = json
             .get("etcdserver")
             .and_then(Value::as_str)
@@ -245,7 +269,10 @@ impl KvStore for GatewayStore {
         let _ = self.prefix.set(prefix);
         if let Some((user, password)) = &self.cfg.user {
             let reply = self
-                .call("auth/authenticate", json!({"name": user, "password": password}))
+                .call(
+                    "auth/authenticate",
+                    json!({"name": user, "password": password}),
+                )
                 .await?;
             let token = reply.get("token").and_then(Value::as_str);
             self.http.set_token(token.map(str::to_string));
@@ -314,14 +341,22 @@ impl KvStore for GatewayStore {
         Ok((kvs_of(&reply)?, revision_of(&reply)))
     }
 
-    async fn txn(&self, when: Vec<Compare>, then: Vec<Op>, otherwise: Vec<Op>) -> Result<TxnResult> {
+    async fn txn(
+        &self,
+        when: Vec<Compare>,
+        then: Vec<Op>,
+        otherwise: Vec<Op>,
+    ) -> Result<TxnResult> {
         let body = json!({
             "compare": when.iter().map(compare_json).collect::<Vec<_>>(),
             "success": then.iter().map(op_json).collect::<Vec<_>>(),
             "failure": otherwise.iter().map(op_json).collect::<Vec<_>>(),
         });
         let reply = self.call("kv/txn", body).await?;
-        let succeeded = reply.get("succeeded").and_then(Value::as_bool).unwrap_or(false);
+        let succeeded = reply
+            .get("succeeded")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let ran = if succeeded { &then } else { &otherwise };
         let responses = match reply.get("responses") {
             Some(Value::Array(r)) => r.as_slice(),
@@ -332,9 +367,9 @@ impl KvStore for GatewayStore {
             let response = responses.get(n).unwrap_or(&Value::Null);
             results.push(match op {
                 Op::Put { .. } => OpResult::Put,
-                Op::Delete(_) => OpResult::Deleted(int(
-                    response.get("response_delete_range").and_then(|d| d.get("deleted")),
-                )),
+                Op::Delete(_) => OpResult::Deleted(int(response
+                    .get("response_delete_range")
+                    .and_then(|d| d.get("deleted")))),
                 Op::Get(_) => OpResult::Got(kvs_of(
                     response.get("response_range").unwrap_or(&Value::Null),
                 )?),
@@ -353,7 +388,10 @@ impl KvStore for GatewayStore {
         create.insert("start_revision".into(), json!(from.to_string()));
         let body = json!({ "create_request": Value::Object(create) });
         let path = format!("{}watch", self.prefix()?);
-        let (status, chunks) = self.http.stream(&path, body.to_string().into_bytes()).await?;
+        let (status, chunks) = self
+            .http
+            .stream(&path, body.to_string().into_bytes())
+            .await?;
         if !status.is_success() {
             return Err(self.refused(status.as_u16(), "watch", "the watch was refused"));
         }
@@ -449,7 +487,9 @@ mod tests {
         assert_eq!(watch_message("s", created).unwrap(), None);
         let events = br#"{"result":{"events":[{"kv":{"key":"YQ==","create_revision":"8","mod_revision":"8","lease":"5"}},{"type":"DELETE","kv":{"key":"Yg==","mod_revision":"9"}}]}}"#;
         let events = watch_message("s", events).unwrap().unwrap();
-        assert!(matches!(&events[0], Event::Put(kv) if kv.key == b"a" && kv.lease == 5 && kv.create_revision == 8));
+        assert!(
+            matches!(&events[0], Event::Put(kv) if kv.key == b"a" && kv.lease == 5 && kv.create_revision == 8)
+        );
         assert!(matches!(&events[1], Event::Delete(kv) if kv.key == b"b"));
         let canceled = br#"{"result":{"canceled":true,"compact_revision":"3"}}"#;
         assert!(watch_message("s", canceled).is_err());

@@ -15,8 +15,7 @@ use futures::StreamExt;
 use super::Config;
 use crate::driver::Driver;
 use crate::drivers::lease_kv::store::{
-    Cmp, Compare, Event, KeyRange, Kv, KvStore, Op, OpResult, Read, Target, TxnResult,
-    WatchStream,
+    Cmp, Compare, Event, KeyRange, Kv, KvStore, Op, OpResult, Read, Target, TxnResult, WatchStream,
 };
 use crate::drivers::lease_kv::{LeaseKvDriver, Settings};
 use crate::error::{Error, Result};
@@ -30,7 +29,7 @@ pub(crate) fn build(url: &DriverUrl, member: &Id) -> Result<Arc<dyn Driver>> {
     let (cfg, facts) = Config::parse(url, "etcd3", false)?;
     if cfg.tls.is_some() && !cfg!(feature = "etcd3-tls") {
         return Err(Error::DriverUnavailable {
-            scheme: url.scheme().to_string(),
+            scheme: "etcd3".to_string(),
             why: "built without TLS (enable the cargo feature `etcd3-tls` of the tooz crate)"
                 .into(),
         });
@@ -139,7 +138,11 @@ impl GrpcStore {
     }
 
     async fn new_client(&self, endpoint: &str) -> Result<Client> {
-        let scheme = if self.cfg.tls.is_some() { "https" } else { "http" };
+        let scheme = if self.cfg.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let connect = Client::connect([format!("{scheme}://{endpoint}")], Some(self.options()?));
         tokio::time::timeout(self.cfg.call_timeout, connect)
             .await
@@ -375,7 +378,12 @@ impl KvStore for GrpcStore {
         Ok((reply.kvs().iter().map(kv).collect(), revision))
     }
 
-    async fn txn(&self, when: Vec<Compare>, then: Vec<Op>, otherwise: Vec<Op>) -> Result<TxnResult> {
+    async fn txn(
+        &self,
+        when: Vec<Compare>,
+        then: Vec<Op>,
+        otherwise: Vec<Op>,
+    ) -> Result<TxnResult> {
         let txn = Txn::new()
             .when(when.into_iter().map(compare).collect::<Vec<_>>())
             .and_then(then.into_iter().map(op).collect::<Vec<_>>())

@@ -60,7 +60,11 @@ const OWN_OPTIONS: [OptionSpec; 5] = [
     ),
     spec("ca_cert", OptionKind::Text, "CA certificates (PEM) for TLS"),
     spec("cert_key", OptionKind::Text, "client key (PEM) for TLS"),
-    spec("cert_cert", OptionKind::Text, "client certificate (PEM) for TLS"),
+    spec(
+        "cert_cert",
+        OptionKind::Text,
+        "client certificate (PEM) for TLS",
+    ),
     spec(
         "executor",
         OptionKind::Text,
@@ -126,7 +130,11 @@ pub(crate) struct Config {
 }
 
 impl Config {
-    pub fn parse(url: &DriverUrl, driver: &'static str, tls_scheme: bool) -> Result<(Config, DriverFacts)> {
+    pub fn parse(
+        url: &DriverUrl,
+        driver: &'static str,
+        tls_scheme: bool,
+    ) -> Result<(Config, DriverFacts)> {
         let options = url.options(driver, &OPTIONS)?;
         let timeout = options.duration("timeout").unwrap_or(DEFAULT_TIMEOUT);
         let ttl = timeout
@@ -155,7 +163,10 @@ impl Config {
             key: options.text("cert_key").map(PathBuf::from),
         };
         let tls = (tls_scheme || tls_files != Tls::default()).then_some(tls_files);
-        if tls.as_ref().is_some_and(|t| t.cert.is_some() != t.key.is_some()) {
+        if tls
+            .as_ref()
+            .is_some_and(|t| t.cert.is_some() != t.key.is_some())
+        {
             return Err(Error::InvalidUrl {
                 url: url.to_string(),
                 reason: "cert_cert and cert_key go together".into(),
@@ -164,7 +175,13 @@ impl Config {
         let mut endpoints: Vec<String> = url
             .hosts()
             .into_iter()
-            .map(|h| if has_port(&h) { h } else { format!("{h}:{DEFAULT_PORT}") })
+            .map(|h| {
+                if has_port(&h) {
+                    h
+                } else {
+                    format!("{h}:{DEFAULT_PORT}")
+                }
+            })
             .collect();
         if endpoints.is_empty() {
             endpoints.push(format!("localhost:{DEFAULT_PORT}"));
@@ -241,13 +258,22 @@ mod tests {
 
     #[test]
     fn bad_options_and_secrets() {
-        assert!(matches!(parse("etcd3://h?tiemout=1"), Err(Error::UnknownOption { .. })));
-        assert!(matches!(parse("etcd3://h?timeout=1"), Err(Error::InvalidOption { .. })));
+        assert!(matches!(
+            parse("etcd3://h?tiemout=1"),
+            Err(Error::UnknownOption { .. })
+        ));
+        assert!(matches!(
+            parse("etcd3://h?timeout=1"),
+            Err(Error::InvalidOption { .. })
+        ));
         assert!(matches!(
             parse("etcd3://h?api_version=v4"),
             Err(Error::InvalidOption { .. })
         ));
-        assert!(matches!(parse("etcd3://h?cert_key=/k"), Err(Error::InvalidUrl { .. })));
+        assert!(matches!(
+            parse("etcd3://h?cert_key=/k"),
+            Err(Error::InvalidUrl { .. })
+        ));
         let cfg = parse("etcd3://root:s3cr%2Ft@h").unwrap();
         assert_eq!(cfg.user, Some(("root".into(), "s3cr/t".into())));
         assert!(!format!("{cfg:?}").contains("s3cr"));

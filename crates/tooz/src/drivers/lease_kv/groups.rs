@@ -298,7 +298,9 @@ async fn follow<S: KvStore>(
             Some(Ok(batch)) => {
                 for event in batch {
                     let change = match event {
-                        Event::Put(kv) if kv.lease != 0 && kv.create_revision == kv.mod_revision => {
+                        Event::Put(kv)
+                            if kv.lease != 0 && kv.create_revision == kv.mod_revision =>
+                        {
                             GroupChange::Joined(Id::from(kv.key[prefix.len()..].to_vec()))
                         }
                         Event::Put(_) => continue,
@@ -327,7 +329,9 @@ async fn follow<S: KvStore>(
                                 ..Read::all(KeyRange::key(prefix.clone()))
                             })
                             .await?;
-                        store.watch(KeyRange::prefix(prefix.clone()), revision + 1).await
+                        store
+                            .watch(KeyRange::prefix(prefix.clone()), revision + 1)
+                            .await
                     };
                     if let Ok(stream) = reopened.await {
                         events = stream;

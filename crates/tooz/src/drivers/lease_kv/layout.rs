@@ -131,7 +131,10 @@ mod tests {
     #[test]
     fn group_keys_are_told_from_member_keys() {
         let layout = Layout::default();
-        assert_eq!(layout.group_of_key(b"tooz/groups/a/b/", 0), Some(Id::from("a/b")));
+        assert_eq!(
+            layout.group_of_key(b"tooz/groups/a/b/", 0),
+            Some(Id::from("a/b"))
+        );
         assert_eq!(layout.group_of_key(b"tooz/groups/a/m/", 7), None);
         assert_eq!(layout.group_of_key(b"tooz/groups/a/m", 0), None);
     }

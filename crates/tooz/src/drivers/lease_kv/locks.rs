@@ -189,7 +189,9 @@ pub(super) async fn acquire<S: KvStore>(
         then.push(Op::Delete(KeyRange::key(place.clone())));
         let otherwise = vec![
             Op::Get(Read::all(KeyRange::key(driver.layout.lock(&req.name)))),
-            Op::Get(Read::all(KeyRange::key(driver.layout.legacy_lock(&req.name)))),
+            Op::Get(Read::all(KeyRange::key(
+                driver.layout.legacy_lock(&req.name),
+            ))),
             Op::Get(Read::all(KeyRange::key(place.clone()))),
         ];
         let txn = write_or_undo(driver, when, then, otherwise, undo_take(driver, req)).await?;
@@ -224,7 +226,10 @@ async fn wait_deleted<S: KvStore>(
     deadline: Option<Instant>,
 ) -> Result<bool> {
     let wait = async {
-        let mut events = driver.store.watch(KeyRange::key(key.to_vec()), from).await?;
+        let mut events = driver
+            .store
+            .watch(KeyRange::key(key.to_vec()), from)
+            .await?;
         while let Some(batch) = events.next().await {
             match batch {
                 Ok(batch) if batch.iter().any(|e| matches!(e, Event::Delete(_))) => break,
@@ -299,10 +304,7 @@ pub(super) async fn break_lock<S: KvStore>(driver: &LeaseKvDriver<S>, name: &Id)
     Ok(txn.deleted() > 0)
 }
 
-pub(super) async fn holder<S: KvStore>(
-    driver: &LeaseKvDriver<S>,
-    name: &Id,
-) -> Result<Option<Id>> {
+pub(super) async fn holder<S: KvStore>(driver: &LeaseKvDriver<S>, name: &Id) -> Result<Option<Id>> {
     let txn = driver
         .store
         .txn(

@@ -38,8 +38,8 @@ use crate::driver::Driver;
 use crate::error::Result;
 use crate::id::Id;
 use crate::types::{
-    Capabilities, ConnectionState, DriverFacts, FencingToken, GroupFeed, LockRequest,
-    MemberInfo, SessionEvents,
+    Capabilities, ConnectionState, DriverFacts, FencingToken, GroupFeed, LockRequest, MemberInfo,
+    SessionEvents,
 };
 use layout::Layout;
 use store::KvStore;
@@ -205,7 +205,12 @@ impl<S: KvStore> Driver for LeaseKvDriver<S> {
         groups::member_info(self, group, member).await
     }
 
-    async fn update_capabilities(&self, group: &Id, member: &Id, caps: &Capabilities) -> Result<()> {
+    async fn update_capabilities(
+        &self,
+        group: &Id,
+        member: &Id,
+        caps: &Capabilities,
+    ) -> Result<()> {
         groups::update(self, group, member, caps).await?;
         if *member == self.member {
             self.joined.update(group, caps);
