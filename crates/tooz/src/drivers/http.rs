@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use http_body_util::{BodyExt, BodyStream, Full};
-use hyper::{Request, StatusCode};
+use hyper::{HeaderMap, Request, StatusCode};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -31,10 +31,18 @@ pub(crate) struct HttpClient {
     token: std::sync::Arc<std::sync::RwLock<Option<String>>>,
 }
 
-/// A reply: its status and body.
+/// A reply: its status, headers and body.
 pub(crate) struct Reply {
     pub status: StatusCode,
+    pub headers: HeaderMap,
     pub body: Bytes,
+}
+
+/// A request body and its media type.
+pub(crate) enum Body {
+    Empty,
+    Json(Vec<u8>),
+    Form(String),
 }
 
 fn tcp(timeout: Duration) -> HttpConnector {
@@ -98,11 +106,21 @@ impl HttpClient {
         *self.token.write().unwrap() = token;
     }
 
-    fn request(&self, method: &str, path: &str, body: Vec<u8>) -> Result<Request<Full<Bytes>>> {
+    fn request(&self, method: &str, path: &str, body: Body) -> Result<Request<Full<Bytes>>> {
         let mut builder = Request::builder()
             .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header("content-type", "application/json");
+            .uri(format!("{}{path}", self.base));
+        let body = match body {
+            Body::Empty => Vec::new(),
+            Body::Json(json) => {
+                builder = builder.header("content-type", "application/json");
+                json
+            }
+            Body::Form(form) => {
+                builder = builder.header("content-type", "application/x-www-form-urlencoded");
+                form.into_bytes()
+            }
+        };
         if let Some(token) = self.token.read().unwrap().as_ref() {
             builder = builder.header("authorization", token.as_str());
         }
@@ -126,7 +144,7 @@ impl HttpClient {
     }
 
     /// One request and its whole reply.
-    pub async fn call(&self, method: &str, path: &str, body: Vec<u8>) -> Result<Reply> {
+    pub async fn call(&self, method: &str, path: &str, body: Body) -> Result<Reply> {
         let request = self.request(method, path, body)?;
         let exchange = async {
             let response = self
@@ -135,32 +153,38 @@ impl HttpClient {
                 .await
                 .map_err(|e| self.connection_error(describe(&e)))?;
             let status = response.status();
+            let headers = response.headers().clone();
             let body = response
                 .into_body()
                 .collect()
                 .await
                 .map_err(|e| self.connection_error(e))?
                 .to_bytes();
-            Ok(Reply { status, body })
+            Ok(Reply {
+                status,
+                headers,
+                body,
+            })
         };
         tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| self.timed_out(path))?
     }
 
-    /// A request whose reply streams: its chunks as they come (the wait for the reply's head
-    /// is bounded; the stream is not).
+    /// A request whose reply streams: its head, and the body's chunks as they come (the
+    /// wait for the head is bounded; the stream is not).
     pub async fn stream(
         &self,
+        method: &str,
         path: &str,
-        body: Vec<u8>,
-    ) -> Result<(StatusCode, BoxStream<'static, Result<Bytes>>)> {
-        let request = self.request("POST", path, body)?;
+        body: Body,
+    ) -> Result<(StatusCode, HeaderMap, BoxStream<'static, Result<Bytes>>)> {
+        let request = self.request(method, path, body)?;
         let response = tokio::time::timeout(self.timeout, self.client.request(request))
             .await
             .map_err(|_| self.timed_out(path))?
             .map_err(|e| self.connection_error(describe(&e)))?;
-        let status = response.status();
+        let (status, headers) = (response.status(), response.headers().clone());
         let base = self.base.clone();
         let chunks = BodyStream::new(response.into_body()).filter_map(move |frame| {
             let item = match frame {
@@ -169,7 +193,7 @@ impl HttpClient {
             };
             async move { item }
         });
-        Ok((status, chunks.boxed()))
+        Ok((status, headers, chunks.boxed()))
     }
 }
 

@@ -23,6 +23,8 @@ use crate::url::DriverUrl;
     allow(dead_code, unused_imports)
 )]
 pub(crate) mod common;
+#[cfg(feature = "etcd")]
+mod etcd;
 #[cfg(any(feature = "etcd3", feature = "etcd3-http"))]
 mod etcd3;
 #[cfg(feature = "etcd3-http")]
@@ -178,6 +180,14 @@ built_driver!(
 );
 
 built_driver!(
+    etcd_entry,
+    etcd,
+    "etcd",
+    "etcd",
+    &[],
+    "etcd's v2 keys API: keys with TTLs, compare-and-swap, long polls"
+);
+built_driver!(
     etcd3_entry,
     etcd3_grpc,
     "etcd3",
@@ -205,7 +215,7 @@ pub fn registry() -> Vec<DriverEntry> {
         file_entry(),
         planned("postgresql", &[], "postgresql", "PostgreSQL advisory locks"),
         planned("mysql", &[], "mysql", "MySQL/MariaDB named locks"),
-        planned("etcd", &[], "etcd", "etcd v2 HTTP API"),
+        etcd_entry(),
         etcd3_entry(),
         etcd3_http_entry(),
         planned("consul", &[], "consul", "HashiCorp Consul sessions and KV"),

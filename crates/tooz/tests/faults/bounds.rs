@@ -147,6 +147,27 @@ pub fn of(scheme: &str) -> Option<Bounds> {
             orphan_lock: s(1000),
             orphan_place: s(1000),
         }),
+        // crates/tooz/src/drivers/etcd/mod.rs, with `timeout=2`: every key of the
+        // coordinator has TTL W = 2 s, renewed every W / 4.
+        "etcd" => Some(Bounds {
+            options: "timeout=2",
+            // The core bounds each call by the session timeout, W / 2 (the default call
+            // timeout, W / 8, makes most calls fail sooner).
+            call: s(1000),
+            // "the session is reported lost after half the TTL without one": under W.
+            lost: s(2000),
+            // "A key lives TTL after its last renewal (etcd expires keys every 0.5 s)".
+            free: s(2500),
+            lost_before_free: true,
+            // Member keys have the TTL too, and watches long-poll (pushed).
+            member_gone: s(2500),
+            // The heartbeat joins again where a member key is gone.
+            rejoins_after_lost: true,
+            // Nobody renews an orphan's key: it expires after its TTL.
+            orphan_lock: s(2500),
+            // No queue: a waiter tries again whenever the key changes.
+            orphan_place: s(100),
+        }),
         _ => None,
     }
 }

@@ -91,7 +91,7 @@ impl Parsed {
             "redis" => 6379,
             "memcached" => 11211,
             "zookeeper" => 2181,
-            "etcd3" | "etcd3+http" => 2379,
+            "etcd" | "etcd3" | "etcd3+http" => 2379,
             _ => return Shape::Unproxiable(format!("{driver} is not a network driver")),
         };
         if self.hosts.is_empty() {

@@ -10,11 +10,13 @@
 //! - [`HeldLocks`]: the locks a driver holds, with their lost signals;
 //! - [`JoinedGroups`]: the groups this member joined, with their capabilities, and
 //!   [`join_again`] for a backend that lost them;
-//! - [`fencing`]: fencing tokens made of an epoch and a counter.
+//! - [`fencing`]: fencing tokens made of an epoch and a counter;
+//! - [`holder`]: the value a lock key holds (acquisition nonce and member id).
 
 pub(crate) mod errors;
 pub(crate) mod fencing;
 mod held;
+pub(crate) mod holder;
 mod joined;
 mod on_abandon;
 pub(crate) mod options;

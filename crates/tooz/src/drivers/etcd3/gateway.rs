@@ -14,7 +14,7 @@ use tokio::sync::OnceCell;
 
 use super::Config;
 use crate::driver::Driver;
-use crate::drivers::http::HttpClient;
+use crate::drivers::http::{Body, HttpClient};
 use crate::drivers::lease_kv::store::{
     Cmp, Compare, Event, KeyRange, Kv, KvStore, Op, OpResult, Read, Target, TxnResult, WatchStream,
 };
@@ -208,7 +208,7 @@ impl GatewayStore {
         let path = format!("{}{endpoint}", self.prefix()?);
         let reply = self
             .http
-            .call("POST", &path, body.to_string().into_bytes())
+            .call("POST", &path, Body::Json(body.to_string().into_bytes()))
             .await?;
         let json: Value = serde_json::from_slice(&reply.body)
             .map_err(|e| malformed(&format!("{endpoint}: {e}")))?;
@@ -241,7 +241,7 @@ impl GatewayStore {
 
     /// The API prefix from the server's version, as Python's etcd3gw finds it.
     async fn discover_prefix(&self) -> Result<String> {
-        let reply = self.http.call("GET", "/version", Vec::new()).await?;
+        let reply = self.http.call("GET", "/version", Body::Empty).await?;
         let json: Value = serde_json::from_slice(&reply.body)
             .map_err(|e| malformed(&format!("/version: {e}")))?;
         let version = json
@@ -388,10 +388,8 @@ impl KvStore for GatewayStore {
         create.insert("start_revision".into(), json!(from.to_string()));
         let body = json!({ "create_request": Value::Object(create) });
         let path = format!("{}watch", self.prefix()?);
-        let (status, chunks) = self
-            .http
-            .stream(&path, body.to_string().into_bytes())
-            .await?;
+        let body = Body::Json(body.to_string().into_bytes());
+        let (status, _, chunks) = self.http.stream("POST", &path, body).await?;
         if !status.is_success() {
             return Err(self.refused(status.as_u16(), "watch", "the watch was refused"));
         }

@@ -12,17 +12,15 @@
 //! `/locks/<name>` (tooz 4.x over gRPC): this driver creates both in one transaction, only when
 //! neither exists, so it excludes and is excluded by both generations of Python tooz. Its own
 //! waiters queue under `/tooz/lockq/` (Python's poll and cannot see the queue). A holder's
-//! value is `<nonce>:<member id>` (a 32-hex-digit nonce of this acquisition), which Python
-//! never reads but its own 16 random bytes; Python holders' values name no member.
+//! value is `common::holder`'s (the acquisition's nonce and the member id); Python holders'
+//! values name no member.
 
-use crate::error::{Error, Result};
 use crate::id::Id;
 
 const GROUPS: &[u8] = b"tooz/groups/";
 const LOCKS: &[u8] = b"/tooz/locks";
 const LEGACY_LOCKS: &[u8] = b"/locks/";
 const QUEUES: &[u8] = b"/tooz/lockq/";
-const NONCE_LEN: usize = 32;
 
 /// Key builder, with an optional namespace in front of every key.
 #[derive(Debug, Clone, Default)]
@@ -87,30 +85,6 @@ impl Layout {
     }
 }
 
-/// The value a holder writes in a lock key.
-pub(crate) fn holder_value(nonce: &str, member: &Id) -> Vec<u8> {
-    let mut value = nonce.as_bytes().to_vec();
-    value.push(b':');
-    value.extend_from_slice(member.as_bytes());
-    value
-}
-
-/// The member a lock value names; an error for a holder that names none (Python tooz).
-pub(crate) fn holder_of(name: &Id, value: &[u8]) -> Result<Id> {
-    let ours = value.len() > NONCE_LEN
-        && value[NONCE_LEN] == b':'
-        && value[..NONCE_LEN].iter().all(u8::is_ascii_hexdigit);
-    if ours {
-        return Ok(Id::from(value[NONCE_LEN + 1..].to_vec()));
-    }
-    Err(Error::Backend {
-        driver: "etcd",
-        message: format!(
-            "lock {name} is held by a client that records no holder (such as Python tooz)"
-        ),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,13 +111,5 @@ mod tests {
         );
         assert_eq!(layout.group_of_key(b"tooz/groups/a/m/", 7), None);
         assert_eq!(layout.group_of_key(b"tooz/groups/a/m", 0), None);
-    }
-
-    #[test]
-    fn holder_values() {
-        let nonce = "0123456789abcdef0123456789abcdef";
-        let value = holder_value(nonce, &Id::from("me"));
-        assert_eq!(holder_of(&Id::from("l"), &value).unwrap(), Id::from("me"));
-        assert!(holder_of(&Id::from("l"), &[7u8; 16]).is_err());
     }
 }

@@ -2,10 +2,10 @@
 
 use tokio::time::Instant;
 
-use super::layout::{holder_of, holder_value};
 use super::store::{Compare, Event, KeyRange, KvStore, Op, Read};
 use super::LeaseKvDriver;
 use crate::driver::Driver;
+use crate::drivers::common::holder::{holder_of, holder_value};
 use crate::drivers::common::OnAbandon;
 use crate::error::{Error, Result};
 use crate::id::Id;
@@ -318,6 +318,6 @@ pub(super) async fn holder<S: KvStore>(driver: &LeaseKvDriver<S>, name: &Id) -> 
         .await?;
     match txn.got(0).first().or(txn.got(1).first()) {
         None => Ok(None),
-        Some(kv) => holder_of(name, &kv.value).map(Some),
+        Some(kv) => holder_of(driver.scheme(), name, &kv.value).map(Some),
     }
 }
