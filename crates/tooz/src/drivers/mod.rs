@@ -33,7 +33,9 @@ use etcd3::gateway as etcd3_gateway;
 use etcd3::grpc as etcd3_grpc;
 #[cfg(feature = "file")]
 pub mod file;
+// With only one HTTP driver built, part of the client has no user.
 #[cfg(feature = "http-client")]
+#[cfg_attr(not(all(feature = "etcd", feature = "etcd3-http")), allow(dead_code))]
 mod http;
 #[cfg(feature = "ipc")]
 pub mod ipc;
