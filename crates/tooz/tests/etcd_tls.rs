@@ -1,9 +1,13 @@
-//! etcd over TLS, both transports: a server of the test's own (`etcd` with a client
+//! etcd over TLS, all three drivers: a server of the test's own (`etcd` with a client
 //! certificate required) on free loopback ports, with a throwaway CA made by `openssl`; both
 //! are gone at the end. Skipped (saying so) when `etcd` or `openssl` is missing, except under
 //! `CI=true`.
 
-#![cfg(all(feature = "etcd3-tls", feature = "etcd3-http-tls"))]
+#![cfg(all(
+    feature = "etcd-tls",
+    feature = "etcd3-tls",
+    feature = "etcd3-http-tls"
+))]
 
 mod support;
 
@@ -35,6 +39,7 @@ fn start_server(dir: &Path) -> (Server, u16) {
             &file("server.key"),
         ])
         .args(["--trusted-ca-file", &file("ca.pem"), "--client-cert-auth"])
+        .arg("--enable-v2")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -72,6 +77,7 @@ async fn both_transports_work_over_tls() {
     for url in [
         format!("etcd3://127.0.0.1:{port}?{client}"),
         format!("etcd3+https://127.0.0.1:{port}?{client}"),
+        format!("etcd://127.0.0.1:{port}?protocol=https&{client}"),
     ] {
         // The server may still be electing itself: the first start is retried, bounded.
         let coord = Coordinator::connect(&url, "tls-member").await.unwrap();
@@ -95,7 +101,7 @@ async fn both_transports_work_over_tls() {
         coord.stop().await.unwrap();
     }
 
-    // A server whose certificate another CA signed is refused, on both transports.
+    // A server whose certificate another CA signed is refused, on every transport.
     let stranger = TempDir::new("tooz-etcd-tls-other");
     make_certs(&stranger.0);
     let other_ca = stranger.0.join("ca.pem").display().to_string();
@@ -104,8 +110,13 @@ async fn both_transports_work_over_tls() {
         file("client.pem"),
         file("client.key")
     );
-    for scheme in ["etcd3", "etcd3+https"] {
-        let url = format!("{scheme}://127.0.0.1:{port}?ca_cert={other_ca}&{keys}&timeout=4");
+    for scheme in ["etcd3://", "etcd3+https://", "etcd://"] {
+        let tls = if scheme == "etcd://" {
+            "protocol=https&"
+        } else {
+            ""
+        };
+        let url = format!("{scheme}127.0.0.1:{port}?{tls}ca_cert={other_ca}&{keys}&timeout=4");
         let coord = Coordinator::connect(&url, "m").await.unwrap();
         let error = coord.start().await.unwrap_err();
         assert!(

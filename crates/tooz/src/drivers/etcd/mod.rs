@@ -19,6 +19,7 @@
 //! | `lock_timeout`, `membership_timeout` | `timeout` | the TTL is the shortest of the three |
 //! | `protocol` | `http` | `https` for TLS (cargo feature `etcd-tls`), as in Python tooz |
 //! | `ca_cert` | the system's roots | CA certificates (PEM) for `https` |
+//! | `cert_cert`, `cert_key` | — | client certificate and key (PEM) for `https` |
 //! | `operation_timeout` | TTL / 8, 0.1 s to 5 s | longest one call may take |
 //!
 //! # Locks
@@ -81,7 +82,7 @@ use crate::types::{
 use crate::url::{DriverUrl, OptionKind, OptionSpec};
 use api::{Answer, Node, Refusal, V2};
 
-const OWN_OPTIONS: [OptionSpec; 2] = [
+const OWN_OPTIONS: [OptionSpec; 4] = [
     OptionSpec {
         name: "protocol",
         kind: OptionKind::Text,
@@ -91,6 +92,16 @@ const OWN_OPTIONS: [OptionSpec; 2] = [
         name: "ca_cert",
         kind: OptionKind::Text,
         help: "CA certificates (PEM) for https (default: the system's)",
+    },
+    OptionSpec {
+        name: "cert_cert",
+        kind: OptionKind::Text,
+        help: "client certificate (PEM) for https",
+    },
+    OptionSpec {
+        name: "cert_key",
+        kind: OptionKind::Text,
+        help: "client key (PEM, unencrypted) for https",
     },
 ];
 const OPTIONS: [OptionSpec; count_with_common(&OWN_OPTIONS)] = with_common(&OWN_OPTIONS);
@@ -144,7 +155,7 @@ pub(crate) fn build(url: &DriverUrl, member: &Id) -> Result<Arc<dyn Driver>> {
     let host_port = format!("{host}:{}", url.port().unwrap_or(2379));
     let http = match options.text("protocol").unwrap_or("http") {
         "http" => HttpClient::plain(&host_port, call_timeout),
-        "https" => https(&host_port, call_timeout, options.text("ca_cert"))?,
+        "https" => https(&host_port, call_timeout, &options)?,
         other => {
             return Err(Error::InvalidOption {
                 option: "protocol".into(),
@@ -164,18 +175,20 @@ pub(crate) fn build(url: &DriverUrl, member: &Id) -> Result<Arc<dyn Driver>> {
 }
 
 #[cfg(feature = "etcd-tls")]
-fn https(host_port: &str, timeout: Duration, ca: Option<&str>) -> Result<HttpClient> {
+fn https(host_port: &str, timeout: Duration, options: &crate::url::Options) -> Result<HttpClient> {
+    let file = |name| options.text(name).map(std::path::PathBuf::from);
     let files = crate::drivers::tls_config::TlsFiles {
-        ca_cert: ca.map(std::path::PathBuf::from),
+        ca_cert: file("ca_cert"),
+        cert: file("cert_cert"),
+        key: file("cert_key"),
         check_hostname: true,
-        ..Default::default()
     };
     let config = crate::drivers::tls_config::client_config(&files)?;
     Ok(HttpClient::tls(host_port, timeout, config))
 }
 
 #[cfg(not(feature = "etcd-tls"))]
-fn https(_: &str, _: Duration, _: Option<&str>) -> Result<HttpClient> {
+fn https(_: &str, _: Duration, _: &crate::url::Options) -> Result<HttpClient> {
     Err(Error::DriverUnavailable {
         scheme: "etcd".into(),
         why: "built without TLS (enable the cargo feature `etcd-tls` of the tooz crate)".into(),
