@@ -134,6 +134,30 @@ fn zookeeper_under_mixed_faults() {
     }
 }
 
+#[cfg(feature = "full")]
+#[test]
+fn etcd3_under_mixed_faults() {
+    if server_url("etcd", "etcd3").is_some() {
+        assert_safe(
+            "etcd3",
+            "etcd3://127.0.0.1:2379?timeout=2",
+            "pause,kill,lost-reply,black-hole,delay,drop",
+        );
+    }
+}
+
+#[cfg(feature = "full")]
+#[test]
+fn etcd_v2_under_mixed_faults() {
+    if server_url("etcd", "etcd").is_some() {
+        assert_safe(
+            "etcd",
+            "etcd://127.0.0.1:2379?timeout=2",
+            "pause,kill,lost-reply,black-hole,delay,drop",
+        );
+    }
+}
+
 /// A mutant run must fail, and the checks in `expected` must be among those that caught it.
 fn assert_caught(mutant: &str, expected: &[&str]) {
     let dir = scratch_dir(&format!("mutant-{mutant}"));
