@@ -385,7 +385,9 @@ impl KvStore for GatewayStore {
     async fn watch(&self, range: KeyRange, from: i64) -> Result<WatchStream> {
         let mut create = Map::new();
         range_fields(&mut create, &range);
-        create.insert("start_revision".into(), json!(from.to_string()));
+        if from > 0 {
+            create.insert("start_revision".into(), json!(from.to_string()));
+        }
         let body = json!({ "create_request": Value::Object(create) });
         let path = format!("{}watch", self.prefix()?);
         let body = Body::Json(body.to_string().into_bytes());
@@ -394,7 +396,22 @@ impl KvStore for GatewayStore {
             return Err(self.refused(status.as_u16(), "watch", "the watch was refused"));
         }
         let server = self.http.server().to_string();
-        let lines = split_lines(chunks);
+        let mut lines = split_lines(chunks);
+        // The server's confirmation: from then on, no change is missed.
+        let created = tokio::time::timeout(self.cfg.call_timeout, lines.next())
+            .await
+            .map_err(|_| {
+                Error::OperationTimedOut(format!("{server}: the watch was not confirmed"))
+            })?;
+        match created {
+            Some(Ok(line)) if is_created(&line) => {}
+            Some(Ok(_)) | None => {
+                return Err(Error::Connection(format!(
+                    "{server}: the watch was not confirmed"
+                )))
+            }
+            Some(Err(error)) => return Err(error),
+        }
         let events = lines.filter_map(move |line| {
             let item = match line {
                 Err(error) => Some(Err(error)),
@@ -441,6 +458,15 @@ fn watch_message(server: &str, line: &[u8]) -> Result<Option<Vec<Event>>> {
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Some(events))
+}
+
+/// Whether a streamed watch message confirms the watch's creation.
+fn is_created(line: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(line).is_ok_and(|json| {
+        let result = json.get("result").unwrap_or(&json);
+        result.get("created").and_then(Value::as_bool) == Some(true)
+            && result.get("canceled").and_then(Value::as_bool) != Some(true)
+    })
 }
 
 /// Splits a byte stream into its non-empty lines.

@@ -1,7 +1,8 @@
 //! `etcd3://`: the lease-KV store over etcd's gRPC API (the `etcd-client` crate). Several
 //! endpoints are balanced, and a call fails over to another when one is down.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -56,9 +57,16 @@ pub(crate) struct GrpcStore {
 
 struct Links {
     started: bool,
-    clients: Vec<Option<Client>>,
+    clients: Vec<Option<Arc<Client>>>,
     current: usize,
 }
+
+/// The clients of this process, by runtime, endpoint and settings: coordinators of one
+/// runtime that talk to one endpoint alike share one HTTP/2 connection (10,000 coordinators
+/// need not open 10,000 connections). A client's connection is driven by a task of the
+/// runtime that made it, so runtimes do not share. An entry lives as long as a coordinator
+/// uses it.
+static SHARED: Mutex<BTreeMap<String, Weak<Client>>> = Mutex::new(BTreeMap::new());
 
 /// Whether a call failed before its request could reach the server (so trying it on
 /// another endpoint cannot apply it twice).
@@ -93,11 +101,11 @@ impl GrpcStore {
         }
         let current = links.current;
         if let Some(client) = &links.clients[current] {
-            return Ok((current, client.clone()));
+            return Ok((current, Client::clone(client)));
         }
-        let client = self.new_client(&self.cfg.endpoints[current]).await?;
+        let client = self.shared_client(&self.cfg.endpoints[current]).await?;
         links.clients[current] = Some(client.clone());
-        Ok((current, client))
+        Ok((current, Client::clone(&client)))
     }
 
     /// Leaves endpoint `index` for the next one, forgetting its client (a connection the
@@ -105,9 +113,45 @@ impl GrpcStore {
     async fn move_on(&self, index: usize) {
         let mut links = self.links.lock().await;
         if links.current == index {
-            links.clients[index] = None;
+            if let Some(broken) = links.clients[index].take() {
+                // Nobody else gets it either: the next caller connects anew.
+                let mut shared = SHARED.lock().unwrap();
+                let key = self.share_key(&self.cfg.endpoints[index]);
+                if shared
+                    .get(&key)
+                    .is_some_and(|w| w.as_ptr() == Arc::as_ptr(&broken))
+                {
+                    shared.remove(&key);
+                }
+            }
             links.current = (index + 1) % links.clients.len();
         }
+    }
+
+    /// What makes two coordinators' clients interchangeable (never shown: it holds the
+    /// password).
+    fn share_key(&self, endpoint: &str) -> String {
+        format!(
+            "{}|{endpoint}|{:?}|{:?}|{:?}|{:?}",
+            tokio::runtime::Handle::current().id(),
+            self.cfg.user,
+            self.cfg.tls,
+            self.cfg.call_timeout,
+            self.cfg.ttl
+        )
+    }
+
+    /// The process's client of `endpoint` with these settings, made if there is none.
+    async fn shared_client(&self, endpoint: &str) -> Result<Arc<Client>> {
+        let key = self.share_key(endpoint);
+        if let Some(client) = SHARED.lock().unwrap().get(&key).and_then(Weak::upgrade) {
+            return Ok(client);
+        }
+        let client = Arc::new(self.new_client(endpoint).await?);
+        let mut shared = SHARED.lock().unwrap();
+        shared.retain(|_, w| w.strong_count() > 0);
+        shared.insert(key, Arc::downgrade(&client));
+        Ok(client)
     }
 
     /// Runs `op` on the current endpoint's client; a call that could not reach its endpoint
@@ -159,6 +203,13 @@ impl GrpcStore {
         let servers = self.cfg.endpoints.join(",");
         match error {
             etcd_client::Error::GRpcStatus(status) => match status.code() {
+                // The channel's own failures (a connection it could not make or keep).
+                tonic::Code::Unknown | tonic::Code::Unavailable
+                    if status.message().contains("transport error")
+                        || status.message().contains("not ready") =>
+                {
+                    Error::Connection(format!("etcd {servers}: {}", status.message()))
+                }
                 // tonic's own deadline (the call timeout) ends a call as "cancelled".
                 tonic::Code::Cancelled if status.message().contains("Timeout expired") => {
                     Error::OperationTimedOut(format!("etcd {servers}: {}", status.message()))
@@ -411,17 +462,38 @@ impl KvStore for GrpcStore {
     }
 
     async fn watch(&self, range: KeyRange, from: i64) -> Result<WatchStream> {
-        let mut options = WatchOptions::new().with_start_revision(from);
+        let mut options = WatchOptions::new();
+        if from > 0 {
+            options = options.with_start_revision(from);
+        }
         if let Some(end) = range.end {
             options = options.with_range(end);
         }
-        let stream = self
+        let mut stream = self
             .with_client(|mut c| {
                 let (key, options) = (range.key.clone(), options.clone());
                 async move { c.watch(key, Some(options)).await }
             })
             .await?;
         let servers = self.cfg.endpoints.join(",");
+        // The server's confirmation: from then on, no change is missed.
+        let created = tokio::time::timeout(self.cfg.call_timeout, stream.message())
+            .await
+            .map_err(|_| {
+                Error::OperationTimedOut(format!("etcd {servers}: the watch was not confirmed"))
+            })?;
+        match created {
+            Ok(Some(reply)) if reply.created() && !reply.canceled() => {}
+            Ok(Some(reply)) => {
+                let why = format!("watch refused ({})", reply.cancel_reason());
+                return Err(Error::Connection(format!("etcd {servers}: {why}")));
+            }
+            Ok(None) => {
+                let why = "the watch stream closed".to_string();
+                return Err(Error::Connection(format!("etcd {servers}: {why}")));
+            }
+            Err(e) => return Err(self.classify(e)),
+        }
         // The stream keeps its sender alive (dropping it ends the watch on the server).
         let events = futures::stream::unfold(Some(stream), move |state| {
             let servers = servers.clone();

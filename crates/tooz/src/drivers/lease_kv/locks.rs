@@ -165,7 +165,7 @@ pub(super) async fn acquire<S: KvStore>(
     let leave = undo_on_abandon(driver, leave_queue());
     loop {
         // The waiter just before this one, if any.
-        let (before, revision) = driver
+        let (before, _) = driver
             .store
             .range(Read {
                 range: KeyRange::prefix(queue.clone()),
@@ -176,7 +176,7 @@ pub(super) async fn acquire<S: KvStore>(
             })
             .await?;
         if let Some(before) = before.first() {
-            if !wait_deleted(driver, &before.key, revision + 1, deadline).await? {
+            if !wait_deleted(driver, &before.key, deadline).await? {
                 leave.undo_now().await;
                 return Ok(None);
             }
@@ -209,7 +209,7 @@ pub(super) async fn acquire<S: KvStore>(
         }
         let holder = txn.got(0).first().or(txn.got(1).first());
         if let Some(holder) = holder {
-            if !wait_deleted(driver, &holder.key, txn.revision + 1, deadline).await? {
+            if !wait_deleted(driver, &holder.key, deadline).await? {
                 leave.undo_now().await;
                 return Ok(None);
             }
@@ -217,19 +217,27 @@ pub(super) async fn acquire<S: KvStore>(
     }
 }
 
-/// Waits until `key` is deleted (watching from `from`), or until `deadline` (`false`). A
-/// watch that breaks ends the wait too: the caller looks again.
+/// Waits until `key` is deleted, or until `deadline` (`false`). The watch starts from now
+/// and the key is read after the server confirmed it: a watch from a past revision would be
+/// one etcd catches up in batches (every 100 ms), late for a hand-off. A watch that breaks
+/// ends the wait too: the caller looks again.
 async fn wait_deleted<S: KvStore>(
     driver: &LeaseKvDriver<S>,
     key: &[u8],
-    from: i64,
     deadline: Option<Instant>,
 ) -> Result<bool> {
     let wait = async {
-        let mut events = driver
+        let mut events = driver.store.watch(KeyRange::key(key.to_vec()), 0).await?;
+        let (still, _) = driver
             .store
-            .watch(KeyRange::key(key.to_vec()), from)
+            .range(Read {
+                keys_only: true,
+                ..Read::all(KeyRange::key(key.to_vec()))
+            })
             .await?;
+        if still.is_empty() {
+            return Ok(());
+        }
         while let Some(batch) = events.next().await {
             match batch {
                 Ok(batch) if batch.iter().any(|e| matches!(e, Event::Delete(_))) => break,

@@ -248,7 +248,8 @@ pub(crate) trait KvStore: Send + Sync + 'static {
     async fn txn(&self, when: Vec<Compare>, then: Vec<Op>, otherwise: Vec<Op>)
         -> Result<TxnResult>;
 
-    /// Changes to `range` from revision `from` on.
+    /// Changes to `range` from revision `from` on (0: from now). Returns once the server
+    /// confirmed the watch: a change after that is never missed.
     async fn watch(&self, range: KeyRange, from: i64) -> Result<WatchStream>;
 }
 
