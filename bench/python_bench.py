@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor, wait
 
 from tooz import coordination
@@ -377,6 +378,18 @@ def memory(url):
         stop_all([coord])
 
 
+def failure(e, version):
+    """Why a measure has no figures, on one line. tooz's NotImplemented often comes without a
+    message: the tooz function that raised it is named instead."""
+    text = str(e).splitlines()[0] if str(e) else ""
+    if type(e).__name__ == "NotImplemented":
+        frames = traceback.extract_tb(e.__traceback__)
+        where = frames[-1].name if frames else "?"
+        return "NotImplemented: tooz %s's %s driver has no %s()%s" % (
+            version, sys.argv[1].split("://")[0], where, " (%s)" % text if text else "")
+    return "%s: %s" % (type(e).__name__, text)
+
+
 def main():
     url = sys.argv[1]
     if "--watcher" in sys.argv:
@@ -400,7 +413,7 @@ def main():
             if figures is not None:
                 out[key] = figures
         except Exception as e:
-            why = "%s: %s" % (type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+            why = failure(e, out["tooz_version"])
             if key == "get_members":
                 for tier in ("10", "1000", "10000"):
                     out.setdefault("get_members_" + tier, {"na": why})

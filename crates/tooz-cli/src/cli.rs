@@ -108,6 +108,12 @@ pub enum Command {
     /// latency seen by another process, election fail-over, resident memory, and the server's
     /// own round trip (the floor); with --python, Python tooz's figures in the same run.
     /// Every loop is bounded in count and time; nothing is asserted.
+    ///
+    /// One driver's URLs can be measured with another Python tooz: the environment variable
+    /// TOOZ_BENCH_PYTHON_<SCHEME> (the driver's scheme upper-cased, other characters than
+    /// letters and digits as `_`) names its interpreter, e.g. TOOZ_BENCH_PYTHON_ETCD3 a venv
+    /// with tooz 4.3 (the last with the gRPC `etcd3://` driver) while --python has tooz 9.1
+    /// for the others (with etcd3gw for `etcd3+http://`).
     Bench(BenchArgs),
 
     /// The watcher process of `tooz bench` (prints each join with a monotonic timestamp)
@@ -215,7 +221,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub short: bool,
 
-    /// Python interpreter with tooz installed, to measure Python tooz in the same run
+    /// Python interpreter with tooz installed, to measure Python tooz in the same run (one
+    /// driver's URLs: TOOZ_BENCH_PYTHON_<SCHEME> when set, e.g. TOOZ_BENCH_PYTHON_ETCD3)
     #[arg(
         long,
         env = "TOOZ_BENCH_PYTHON",

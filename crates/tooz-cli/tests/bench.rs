@@ -67,3 +67,40 @@ fn short_bench_runs_the_file_driver_with_a_watcher_process() {
     assert_eq!(backend["tooz_rs"]["watch"]["watcher"], "another process");
     assert!(backend["floor"]["per_s"].is_number());
 }
+
+#[test]
+fn a_scheme_can_have_a_python_interpreter_of_its_own() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    // A stand-in for Python: prints the one JSON line the harness reads.
+    let fake = env.path("fake-python");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho '{\"tooz_version\": \"0.0-fake\", \"lock_1\": {\"per_s\": 1.0}}'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = env.path("script.py");
+    std::fs::write(&script, "").unwrap();
+    let out = env
+        .tooz()
+        .env_remove("TOOZ_BENCH_PYTHON")
+        .env("TOOZ_BENCH_PYTHON_ZAKE", &fake)
+        .arg("bench")
+        .arg("--short")
+        .arg("--json")
+        .arg("--python-script")
+        .arg(&script)
+        .arg("zake://")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let backend = &doc["backends"][0];
+    assert_eq!(backend["python"]["tooz_version"], "0.0-fake", "{backend}");
+    assert_eq!(backend["python_from"]["variable"], "TOOZ_BENCH_PYTHON_ZAKE");
+}

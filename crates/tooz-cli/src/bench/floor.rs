@@ -8,38 +8,73 @@
 //!   `ms ME` + `ma` written together (acquire and fencing counter), then `md C<cas>` (release);
 //! - file: `flock(LOCK_EX)` + `flock(LOCK_UN)` on one open file in the driver's directory;
 //! - ipc: a System V semaphore `semop` down + up;
+//! - etcd3: the lock recipe's two transactions with the `etcd-client` crate on one gRPC client
+//!   (a lease granted once beforehand): acquire = `txn(compare: both lock keys and the lock's
+//!   waiter queue absent; then: put both lock keys on the lease)`, release = `txn(compare: the
+//!   lock key holds our value; then: delete both lock keys)`;
+//! - etcd3+http: the same two transactions as JSON `POST /v3/kv/txn` requests, HTTP/1.1 written
+//!   by hand on one keep-alive TCP connection;
 //! - zake: none (an in-process server has no round trip).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::measures::{percentiles, Ctx, Figures};
 
+/// The samples of one timed loop, which stops at a count or a time, whichever comes first.
+struct Samples {
+    limit: usize,
+    window: Duration,
+    start: Instant,
+    taken: Vec<Duration>,
+}
+
+impl Samples {
+    fn new(ctx: &Ctx) -> Self {
+        Samples {
+            limit: ctx.pick(100_000, 200),
+            window: ctx.pick(Duration::from_secs(2), Duration::from_millis(100)),
+            start: Instant::now(),
+            taken: Vec::new(),
+        }
+    }
+
+    /// Whether the loop goes on.
+    fn more(&self) -> bool {
+        self.taken.len() < self.limit && self.start.elapsed() < self.window
+    }
+
+    /// One operation, begun at `began`, is done.
+    fn done(&mut self, began: Instant) {
+        self.taken.push(began.elapsed());
+    }
+
+    /// Rate and latencies of operation `what`.
+    fn figures(mut self, what: &str) -> Value {
+        let per_s = self.taken.len() as f64 / self.start.elapsed().as_secs_f64();
+        let mut figures = percentiles(&mut self.taken);
+        figures["op"] = json!(what);
+        figures["per_s"] = json!(per_s);
+        figures
+    }
+}
+
 /// Runs `op` in a loop bounded by count and time; returns rate and latencies.
 fn timed(ctx: &Ctx, what: &str, mut op: impl FnMut() -> std::io::Result<()>) -> Figures {
-    let (limit, window) = (
-        ctx.pick(100_000, 200),
-        ctx.pick(Duration::from_secs(2), Duration::from_millis(100)),
-    );
-    let mut samples = Vec::new();
-    let start = Instant::now();
-    while samples.len() < limit && start.elapsed() < window {
-        let t = Instant::now();
+    let mut samples = Samples::new(ctx);
+    while samples.more() {
+        let began = Instant::now();
         op().map_err(|e| format!("{what}: {e}"))?;
-        samples.push(t.elapsed());
+        samples.done(began);
     }
-    let per_s = samples.len() as f64 / start.elapsed().as_secs_f64();
-    let mut figures = percentiles(&mut samples);
-    figures["op"] = json!(what);
-    figures["per_s"] = json!(per_s);
-    Ok(figures)
+    Ok(samples.figures(what))
 }
 
 /// The floor of `ctx.url`'s backend, and the server's version where it tells.
-pub fn measure(ctx: &Ctx) -> (Figures, Option<String>) {
+pub async fn measure(ctx: &Ctx) -> (Figures, Option<String>) {
     let url = match tooz::DriverUrl::parse(&ctx.url) {
         Ok(url) => url,
         Err(e) => return (Err(e.to_string()), None),
@@ -51,6 +86,8 @@ pub fn measure(ctx: &Ctx) -> (Figures, Option<String>) {
         "redis" => redis(ctx, &url),
         "zookeeper" => zookeeper(ctx, &url),
         "memcached" => memcached(ctx, &url),
+        "etcd3" => etcd3(ctx, &url).await,
+        "etcd3+http" => etcd3_http(ctx, &url),
         "file" => (file(ctx, &url.path()), None),
         "ipc" => (ipc(ctx), None),
         "zake" => (
@@ -301,5 +338,385 @@ fn ipc(ctx: &Ctx) -> Figures {
         });
         libc::semctl(id, 0, libc::IPC_RMID);
         figures
+    }
+}
+
+/// What the etcd floors time: the lock recipe's acquire and release transactions.
+const ETCD_OP: &str = "txn acquire + txn release";
+
+/// The keys and value of the lock recipe's transactions for one lock (the layout of the
+/// `lease_kv` recipes: Python tooz 5+'s lock key, python-etcd3's, and the waiter queue).
+struct EtcdLock {
+    /// `/tooz/locks<name>`.
+    key: Vec<u8>,
+    /// `/locks/<name>`.
+    legacy_key: Vec<u8>,
+    /// `/tooz/lockq/<hex name>/`, the prefix of the lock's waiters.
+    queue: Vec<u8>,
+    /// The end of the queue's range (the prefix's last byte plus one).
+    queue_end: Vec<u8>,
+    /// What a holder writes: a 32-hex-digit nonce, `:`, the member (as the driver writes).
+    value: Vec<u8>,
+}
+
+impl EtcdLock {
+    fn new(ctx: &Ctx) -> Self {
+        let name = format!("{}-floor", ctx.prefix);
+        let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+        let queue = format!("/tooz/lockq/{hex}/").into_bytes();
+        let mut queue_end = queue.clone();
+        // The prefix ends with `/`: the range ends at `0`, the next byte.
+        if let Some(last) = queue_end.last_mut() {
+            *last += 1;
+        }
+        EtcdLock {
+            key: format!("/tooz/locks{name}").into_bytes(),
+            legacy_key: format!("/locks/{name}").into_bytes(),
+            queue,
+            queue_end,
+            value: format!("{:032x}:{name}", u128::from(std::process::id())).into_bytes(),
+        }
+    }
+}
+
+/// Whether an etcd URL asks for TLS (which these floors do not speak).
+fn etcd_tls(ctx: &Ctx, url: &tooz::DriverUrl) -> bool {
+    url.scheme() == "etcd3+https"
+        || ["ca_cert=", "cert_cert=", "cert_key="]
+            .iter()
+            .any(|o| ctx.url.contains(o))
+}
+
+#[cfg(not(feature = "full"))]
+async fn etcd3(_ctx: &Ctx, _url: &tooz::DriverUrl) -> (Figures, Option<String>) {
+    (
+        Err("built without the etcd-client crate (tooz-cli's `full` feature)".into()),
+        None,
+    )
+}
+
+#[cfg(feature = "full")]
+async fn etcd3(ctx: &Ctx, url: &tooz::DriverUrl) -> (Figures, Option<String>) {
+    use etcd_client::{Client, Compare, CompareOp, ConnectOptions, PutOptions, Txn, TxnOp};
+
+    if etcd_tls(ctx, url) {
+        return (Err("over TLS: no floor written".into()), None);
+    }
+    let endpoint = format!(
+        "http://{}:{}",
+        url.host().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(2379)
+    );
+    let mut options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(5));
+    if let (Some(user), Some(password)) = (url.username(), url.password()) {
+        options = options.with_user(user, password);
+    }
+    let connect = Client::connect([endpoint.as_str()], Some(options));
+    let mut client = match tokio::time::timeout(Duration::from_secs(10), connect).await {
+        Ok(Ok(client)) => client,
+        Ok(Err(e)) => return (Err(format!("{endpoint}: {e}")), None),
+        Err(_) => return (Err(format!("{endpoint}: no connection in 10 s")), None),
+    };
+    let version = client
+        .status()
+        .await
+        .ok()
+        .map(|s| format!("etcd {}", s.version()));
+    let lease = match client.lease_grant(60, None).await {
+        Ok(granted) => granted.id(),
+        Err(e) => return (Err(format!("lease grant: {e}")), version),
+    };
+    let lock = EtcdLock::new(ctx);
+    let put = |key: &[u8]| {
+        TxnOp::put(
+            key,
+            lock.value.clone(),
+            Some(PutOptions::new().with_lease(lease)),
+        )
+    };
+    let acquire = Txn::new()
+        .when([
+            Compare::create_revision(lock.key.clone(), CompareOp::Equal, 0),
+            Compare::create_revision(lock.legacy_key.clone(), CompareOp::Equal, 0),
+            Compare::create_revision(lock.queue.clone(), CompareOp::Equal, 0)
+                .with_range(lock.queue_end.clone()),
+        ])
+        .and_then([put(&lock.key), put(&lock.legacy_key)]);
+    let release = Txn::new()
+        .when([Compare::value(
+            lock.key.clone(),
+            CompareOp::Equal,
+            lock.value.clone(),
+        )])
+        .and_then([
+            TxnOp::delete(lock.key.clone(), None),
+            TxnOp::delete(lock.legacy_key.clone(), None),
+        ]);
+    let mut samples = Samples::new(ctx);
+    let outcome = loop {
+        if !samples.more() {
+            break Ok(());
+        }
+        let began = Instant::now();
+        match client.txn(acquire.clone()).await {
+            Ok(reply) if reply.succeeded() => {}
+            Ok(_) => break Err("acquire: the lock was not free".to_string()),
+            Err(e) => break Err(format!("acquire: {e}")),
+        }
+        match client.txn(release.clone()).await {
+            Ok(reply) if reply.succeeded() => {}
+            Ok(_) => break Err("release: the lock was not ours".to_string()),
+            Err(e) => break Err(format!("release: {e}")),
+        }
+        samples.done(began);
+    };
+    // Revoking the lease deletes whatever a failed loop left behind.
+    let _ = client.lease_revoke(lease).await;
+    (outcome.map(|()| samples.figures(ETCD_OP)), version)
+}
+
+/// One keep-alive HTTP/1.1 connection to etcd's JSON gateway, requests and replies written
+/// and read by hand.
+struct Gateway {
+    write: TcpStream,
+    read: std::io::BufReader<TcpStream>,
+    host: String,
+    /// The token of etcd's authentication, sent with every request once given.
+    token: Option<String>,
+}
+
+impl Gateway {
+    fn connect(url: &tooz::DriverUrl) -> Result<Self, String> {
+        let write = connect(url, 2379)?;
+        let read = std::io::BufReader::new(write.try_clone().map_err(|e| e.to_string())?);
+        let host = format!(
+            "{}:{}",
+            url.host().unwrap_or("127.0.0.1"),
+            url.port().unwrap_or(2379)
+        );
+        Ok(Gateway {
+            write,
+            read,
+            host,
+            token: None,
+        })
+    }
+
+    /// The request's bytes, made once: the loop sends them as they are.
+    fn request(&self, method: &str, path: &str, body: &str) -> Vec<u8> {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
+        if let Some(token) = &self.token {
+            head.push_str(&format!("Authorization: {token}\r\n"));
+        }
+        if !body.is_empty() {
+            head.push_str("Content-Type: application/json\r\n");
+        }
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(body.as_bytes());
+        bytes
+    }
+
+    /// Sends `request`, reads the reply: its JSON body when the status is 200.
+    fn call(&mut self, request: &[u8]) -> std::io::Result<Value> {
+        self.write.write_all(request)?;
+        let (status, body) = self.reply()?;
+        if status != 200 {
+            return Err(std::io::Error::other(format!(
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&body).trim()
+            )));
+        }
+        serde_json::from_slice(&body).map_err(std::io::Error::other)
+    }
+
+    fn line(&mut self) -> std::io::Result<String> {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut self.read, &mut line)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
+        }
+        Ok(line.trim_end().to_string())
+    }
+
+    /// One reply: the status and the body (by `Content-Length`, or chunked).
+    fn reply(&mut self) -> std::io::Result<(u16, Vec<u8>)> {
+        let status_line = self.line()?;
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse::<u16>().ok())
+            .ok_or_else(|| std::io::Error::other(format!("reply: {status_line}")))?;
+        let (mut length, mut chunked) = (None, false);
+        loop {
+            let header = self.line()?;
+            if header.is_empty() {
+                break;
+            }
+            let Some((name, value)) = header.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.parse::<usize>().ok();
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = value.eq_ignore_ascii_case("chunked");
+            }
+        }
+        let mut body = Vec::new();
+        if chunked {
+            // Bounded: a reply of this size has a few chunks; stop at 64 anyway.
+            for _ in 0..64 {
+                let size = self.line()?;
+                let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+                    .map_err(|_| std::io::Error::other(format!("chunk size: {size}")))?;
+                let mut chunk = vec![0u8; size + 2];
+                self.read.read_exact(&mut chunk)?;
+                chunk.truncate(size);
+                body.extend_from_slice(&chunk);
+                if size == 0 {
+                    return Ok((status, body));
+                }
+            }
+            return Err(std::io::Error::other("reply: too many chunks"));
+        }
+        let length = length.ok_or_else(|| std::io::Error::other("reply: no Content-Length"))?;
+        body.resize(length, 0);
+        self.read.read_exact(&mut body)?;
+        Ok((status, body))
+    }
+}
+
+fn etcd3_http(ctx: &Ctx, url: &tooz::DriverUrl) -> (Figures, Option<String>) {
+    if etcd_tls(ctx, url) {
+        return (Err("over TLS: no floor written".into()), None);
+    }
+    let mut gateway = match Gateway::connect(url) {
+        Ok(g) => g,
+        Err(e) => return (Err(e), None),
+    };
+    let server = gateway.request("GET", "/version", "");
+    let server = gateway
+        .call(&server)
+        .ok()
+        .and_then(|v| v["etcdserver"].as_str().map(str::to_string));
+    // The API's prefix by server version, as the driver chooses it.
+    let api = match server.as_deref().map(|v| v.split('.').collect::<Vec<_>>()) {
+        Some(v) if v.len() >= 2 && v[0] == "3" && v[1].parse().unwrap_or(0) <= 2 => "/v3alpha",
+        Some(v) if v.len() >= 2 && v[0] == "3" && v[1] == "3" => "/v3beta",
+        _ => "/v3",
+    };
+    let version = server.map(|v| format!("etcd {v}"));
+    let figures = (|| {
+        if let (Some(user), Some(password)) = (url.username(), url.password()) {
+            let body = json!({"name": user, "password": password}).to_string();
+            let request = gateway.request("POST", &format!("{api}/auth/authenticate"), &body);
+            let reply = gateway
+                .call(&request)
+                .map_err(|e| format!("authenticate: {e}"))?;
+            gateway.token = reply["token"].as_str().map(str::to_string);
+        }
+        let grant = gateway.request("POST", &format!("{api}/lease/grant"), r#"{"TTL":"60"}"#);
+        let lease = gateway
+            .call(&grant)
+            .map_err(|e| format!("lease grant: {e}"))?["ID"]
+            .as_str()
+            .ok_or("lease grant: no ID in the reply")?
+            .to_string();
+        let lock = EtcdLock::new(ctx);
+        // Created at revision 0: absent.
+        let absent = |key: &[u8]| {
+            let key = base64(key);
+            json!({"key": key, "result": "EQUAL", "target": "CREATE", "create_revision": "0"})
+        };
+        let mut queue_absent = absent(&lock.queue);
+        queue_absent["range_end"] = json!(base64(&lock.queue_end));
+        let value = base64(&lock.value);
+        let put = |key: &[u8]| {
+            let put = json!({"key": base64(key), "value": value, "lease": lease});
+            json!({ "request_put": put })
+        };
+        let acquire = json!({
+            "compare": [absent(&lock.key), absent(&lock.legacy_key), queue_absent],
+            "success": [put(&lock.key), put(&lock.legacy_key)],
+        });
+        let release = json!({
+            "compare": [{"key": base64(&lock.key), "result": "EQUAL", "target": "VALUE",
+                         "value": base64(&lock.value)}],
+            "success": [{"request_delete_range": {"key": base64(&lock.key)}},
+                        {"request_delete_range": {"key": base64(&lock.legacy_key)}}],
+        });
+        let txn = format!("{api}/kv/txn");
+        let acquire = gateway.request("POST", &txn, &acquire.to_string());
+        let release = gateway.request("POST", &txn, &release.to_string());
+        let figures = timed(ctx, ETCD_OP, || {
+            for (what, request) in [("acquire", &acquire), ("release", &release)] {
+                if gateway.call(request)?["succeeded"] != json!(true) {
+                    return Err(std::io::Error::other(format!("{what}: compare failed")));
+                }
+            }
+            Ok(())
+        });
+        // Revoking the lease deletes whatever a failed loop left behind.
+        let revoke = json!({ "ID": lease }).to_string();
+        let revoke = gateway.request("POST", &format!("{api}/lease/revoke"), &revoke);
+        let _ = gateway.call(&revoke);
+        figures
+    })();
+    (figures, version)
+}
+
+/// Standard base64 with padding (the gateway's encoding of keys and values).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let bits = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |bits, (i, &b)| bits | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(bits >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_pads() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"floor"), "Zmxvb3I=");
+        assert_eq!(base64(&[0xff, 0xfe, 0x00]), "//4A");
+    }
+
+    #[test]
+    fn etcd_lock_keys_follow_the_recipe() {
+        let ctx = Ctx {
+            url: "etcd3://127.0.0.1:2379".into(),
+            short: true,
+            prefix: "b".into(),
+            in_process: false,
+        };
+        let lock = EtcdLock::new(&ctx);
+        assert_eq!(lock.key, b"/tooz/locksb-floor".to_vec());
+        assert_eq!(lock.legacy_key, b"/locks/b-floor".to_vec());
+        assert_eq!(lock.queue, b"/tooz/lockq/622d666c6f6f72/".to_vec());
+        assert_eq!(lock.queue_end, b"/tooz/lockq/622d666c6f6f720".to_vec());
+        assert_eq!(lock.value.len(), 32 + 1 + "b-floor".len());
     }
 }

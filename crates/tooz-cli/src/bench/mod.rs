@@ -186,12 +186,26 @@ async fn backend(args: &BenchArgs, url: &str, index: usize, progress: &mut Progr
         }
     }
     progress.step(&format!("{driver}: floor"));
-    let (floor, server) = floor::measure(&ctx);
+    let (floor, server) =
+        match tokio::time::timeout(Duration::from_secs(60), floor::measure(&ctx)).await {
+            Ok(measured) => measured,
+            Err(_) => (Err("stopped after 60 s".into()), None),
+        };
     progress.step(&format!("{driver}: Python tooz"));
-    let python = match &args.python {
-        None => json!({"na": "no Python interpreter given (--python or TOOZ_BENCH_PYTHON)"}),
-        Some(python) => {
-            figures_json(python::run(python, &args.python_script, url, args.short).await)
+    let (python, python_from) = match python::interpreter(args.python.as_deref(), driver) {
+        None => {
+            let why = format!(
+                "no Python interpreter given (--python, TOOZ_BENCH_PYTHON or {})",
+                python::scheme_variable(driver)
+            );
+            (json!({ "na": why }), None)
+        }
+        Some((python, from)) => {
+            let figures = python::run(&python, &args.python_script, url, args.short).await;
+            let from = from.map(|variable| {
+                json!({"variable": variable, "interpreter": python.display().to_string()})
+            });
+            (figures_json(figures), from)
         }
     };
     json!({
@@ -201,6 +215,7 @@ async fn backend(args: &BenchArgs, url: &str, index: usize, progress: &mut Progr
         "tooz_rs": rust,
         "floor": figures_json(floor),
         "python": python,
+        "python_from": python_from,
     })
 }
 

@@ -1,13 +1,43 @@
 //! Python tooz, measured in the same run: `bench/python_bench.py` run by the given interpreter
 //! (a venv with tooz and the backends' client libraries), printing one JSON object with the
-//! same measure names. Bounded in time: the process is killed past its budget.
+//! same measure names. Bounded in time: the process is killed past its budget. A driver's URLs
+//! can have an interpreter of their own (`TOOZ_BENCH_PYTHON_<SCHEME>`), for a driver that only
+//! another Python tooz version has.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+/// The environment variable naming the interpreter for `scheme`'s URLs:
+/// `TOOZ_BENCH_PYTHON_` and the scheme upper-cased, every character but letters and digits
+/// made `_` (`etcd3` → `TOOZ_BENCH_PYTHON_ETCD3`, `etcd3+http` → `TOOZ_BENCH_PYTHON_ETCD3_HTTP`).
+pub fn scheme_variable(scheme: &str) -> String {
+    let suffix: String = scheme
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("TOOZ_BENCH_PYTHON_{suffix}")
+}
+
+/// The interpreter for the driver `scheme`: the one its variable names (a Python tooz of
+/// another version, say one that still has the driver), returned with the variable's name;
+/// else `default` (`--python` / `TOOZ_BENCH_PYTHON`).
+pub fn interpreter(default: Option<&Path>, scheme: &str) -> Option<(PathBuf, Option<String>)> {
+    let variable = scheme_variable(scheme);
+    match std::env::var_os(&variable).filter(|v| !v.is_empty()) {
+        Some(path) => Some((PathBuf::from(path), Some(variable))),
+        None => default.map(|p| (p.to_path_buf(), None)),
+    }
+}
 
 /// Runs the Python side for `url`; `Err` says why there are no Python figures.
 pub async fn run(python: &Path, script: &Path, url: &str, short: bool) -> Result<Value, String> {
@@ -72,5 +102,19 @@ pub async fn run(python: &Path, script: &Path, url: &str, short: bool) -> Result
                 .unwrap_or("");
             Err(format!("Python side failed ({status}): {why}"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheme_variables() {
+        assert_eq!(scheme_variable("etcd3"), "TOOZ_BENCH_PYTHON_ETCD3");
+        assert_eq!(
+            scheme_variable("etcd3+http"),
+            "TOOZ_BENCH_PYTHON_ETCD3_HTTP"
+        );
     }
 }

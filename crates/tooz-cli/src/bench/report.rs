@@ -296,6 +296,24 @@ fn reasons(backend: &Value) -> Vec<String> {
     out
 }
 
+/// Which Python tooz the column shows, when this backend's interpreter is not the run's
+/// (one named by `TOOZ_BENCH_PYTHON_<SCHEME>`); `path` adds the interpreter's path.
+fn python_note(backend: &Value, path: bool) -> Option<String> {
+    let from = backend.get("python_from").filter(|f| f.is_object())?;
+    let version = backend["python"]["tooz_version"]
+        .as_str()
+        .map(|v| format!("Python tooz {v}"))
+        .unwrap_or_else(|| "Python tooz".into());
+    let variable = from["variable"].as_str().unwrap_or("?");
+    let shown = match (path, from["interpreter"].as_str()) {
+        (true, Some(interpreter)) => format!("{variable}={interpreter}"),
+        _ => format!("`{variable}`"),
+    };
+    Some(format!(
+        "{version} in this table: its interpreter comes from {shown}"
+    ))
+}
+
 fn title(backend: &Value) -> String {
     let server = backend["server"]
         .as_str()
@@ -315,6 +333,9 @@ pub fn table(document: &Value) -> String {
     for backend in document["backends"].as_array().into_iter().flatten() {
         let _ = writeln!(out, "{}", style.bold(&title(backend)));
         out.push_str(&output::table(&HEADER, &rows(backend)));
+        if let Some(note) = python_note(backend, true) {
+            let _ = writeln!(out, "{}", style.dim(&format!("  {note}")));
+        }
         for reason in reasons(backend) {
             let _ = writeln!(out, "{}", style.dim(&format!("  n/a: {reason}")));
         }
@@ -365,9 +386,11 @@ pub fn write_docs(path: &Path, document: &Value) -> std::io::Result<()> {
     );
     let _ = writeln!(section, "Machine: {}\n", machine_line(&document["machine"]));
     section.push_str(
-        "\"vs floor\": a rate as a fraction of the floor's round trips per second (an acquire + \
-         release needing two round trips is at the floor at 0.5), a latency in floor round-trip \
-         times. Memory is the growth of the process's resident set divided by the count \
+        "\"vs floor\": a rate as a fraction of the floor's operations per second, a latency in \
+         floor operation times (the floor's `op` is named in its row: where it is one round trip, \
+         as redis's PING, an acquire + release needing two round trips is at the floor at 0.5; \
+         where it is the lock recipe's own acquire + release, as for memcached and etcd, at \
+         1.0). Memory is the growth of the process's resident set divided by the count \
          (approximate). Hand-off: several clients loop on one lock; latency from the holder's \
          release call to the next holder's acquire returning. Watch: `join_group` called → the \
          event out of a watcher in another process (Python: a watcher calling `run_watchers()` \
@@ -402,6 +425,9 @@ pub fn write_docs(path: &Path, document: &Value) -> std::io::Result<()> {
             let _ = writeln!(section, "| {} |", row.join(" | "));
         }
         section.push('\n');
+        if let Some(note) = python_note(backend, false) {
+            let _ = writeln!(section, "- {note}");
+        }
         for reason in reasons(backend) {
             let _ = writeln!(section, "- n/a: {}", reason.replace('|', "/"));
         }
