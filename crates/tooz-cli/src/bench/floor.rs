@@ -12,6 +12,8 @@
 //!   (a lease granted once beforehand): acquire = `txn(compare: both lock keys and the lock's
 //!   waiter queue absent; then: put both lock keys on the lease)`, release = `txn(compare: the
 //!   lock key holds our value; then: delete both lock keys)`;
+//! - etcd (v2): `PUT prevExist=false` with a TTL, then `DELETE prevValue=`, on one lock key,
+//!   HTTP/1.1 written by hand on one connection;
 //! - etcd3+http: the same two transactions as JSON `POST /v3/kv/txn` requests, HTTP/1.1 written
 //!   by hand on one keep-alive TCP connection;
 //! - zake: none (an in-process server has no round trip).
@@ -88,6 +90,7 @@ pub async fn measure(ctx: &Ctx) -> (Figures, Option<String>) {
         "memcached" => memcached(ctx, &url),
         "etcd3" => etcd3(ctx, &url).await,
         "etcd3+http" => etcd3_http(ctx, &url),
+        "etcd" => etcd_v2(ctx, &url),
         "file" => (file(ctx, &url.path()), None),
         "ipc" => (ipc(ctx), None),
         "zake" => (
@@ -510,8 +513,10 @@ impl Gateway {
         if let Some(token) = &self.token {
             head.push_str(&format!("Authorization: {token}\r\n"));
         }
-        if !body.is_empty() {
+        if body.starts_with('{') {
             head.push_str("Content-Type: application/json\r\n");
+        } else if !body.is_empty() {
+            head.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
         }
         head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
         let mut bytes = head.into_bytes();
@@ -519,11 +524,11 @@ impl Gateway {
         bytes
     }
 
-    /// Sends `request`, reads the reply: its JSON body when the status is 200.
+    /// Sends `request`, reads the reply: its JSON body when the status is a success.
     fn call(&mut self, request: &[u8]) -> std::io::Result<Value> {
         self.write.write_all(request)?;
         let (status, body) = self.reply()?;
-        if status != 200 {
+        if !(200..300).contains(&status) {
             return Err(std::io::Error::other(format!(
                 "HTTP {status}: {}",
                 String::from_utf8_lossy(&body).trim()
@@ -667,6 +672,41 @@ fn etcd3_http(ctx: &Ctx, url: &tooz::DriverUrl) -> (Figures, Option<String>) {
         let _ = gateway.call(&revoke);
         figures
     })();
+    (figures, version)
+}
+
+/// etcd's v2 keys API: the driver's acquire (`PUT prevExist=false` with a TTL) and release
+/// (`DELETE prevValue=`) of one lock key, HTTP/1.1 written by hand on one connection.
+fn etcd_v2(ctx: &Ctx, url: &tooz::DriverUrl) -> (Figures, Option<String>) {
+    if ctx.url.contains("protocol=https") {
+        return (Err("over TLS: no floor written".into()), None);
+    }
+    let mut server = match Gateway::connect(url) {
+        Ok(g) => g,
+        Err(e) => return (Err(e), None),
+    };
+    let version = server.request("GET", "/version", "");
+    let version = server
+        .call(&version)
+        .ok()
+        .and_then(|v| v["etcdserver"].as_str().map(|v| format!("etcd {v}")));
+    // A lock key as the driver names it (url-safe base64 of the name) and a value of the
+    // driver's length (nonce, ':', member id).
+    let key = base64(format!("{}-floor", ctx.prefix).as_bytes())
+        .replace('+', "-")
+        .replace('/', "_");
+    let value = format!("{}:floor", "0".repeat(32));
+    let path = format!("/v2/keys/{key}");
+    let acquire = server.request(
+        "PUT",
+        &format!("{path}?prevExist=false"),
+        &format!("value={value}&ttl=30"),
+    );
+    let release = server.request("DELETE", &format!("{path}?prevValue={value}"), "");
+    let figures = timed(ctx, "PUT prevExist=false + DELETE prevValue", || {
+        server.call(&acquire)?;
+        server.call(&release).map(drop)
+    });
     (figures, version)
 }
 
