@@ -7,6 +7,8 @@
 //!   next holder's fencing token is larger. The session rides out an election that ends
 //!   within its timeout (TTL / 2, 4 s here; etcd's elections take about 1 s here).
 //!
+//! * one lease per coordinator, however many locks and groups it holds.
+//!
 //! Every killed member is restarted at the end of its test. The tests run one at a time.
 //! Without etcd installed they are skipped, except under `CI=true`.
 #![cfg(feature = "etcd3")]
@@ -177,4 +179,58 @@ async fn killing_the_leader_keeps_the_lock_and_tokens_grow() {
     assert!(next.release().await.unwrap());
     me.stop().await.unwrap();
     other.stop().await.unwrap();
+}
+
+/// The leases of the keys under `prefix`, from `etcdctl get --prefix`.
+fn leases_under(prefix: &str) -> Vec<i64> {
+    let endpoints: Vec<&str> = MEMBERS.iter().map(|(_, e)| *e).collect();
+    let out = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([
+            "--endpoints",
+            &endpoints.join(","),
+            "get",
+            prefix,
+            "--prefix",
+        ])
+        .args(["-w", "json"])
+        .output()
+        .expect("etcdctl runs");
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).expect("etcdctl JSON");
+    reply["kvs"]
+        .as_array()
+        .map(|kvs| {
+            kvs.iter()
+                .map(|kv| kv["lease"].as_i64().unwrap_or(0))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_lease_per_coordinator_however_many_locks() {
+    let Some(_cluster) = cluster().await else {
+        return;
+    };
+    let me = coordinator("many-locks").await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let mut guards = Vec::new();
+    for n in 0..100 {
+        let name = format!("lease-{run}-{n}");
+        guards.push(me.lock(name.as_str()).acquire().await.unwrap());
+    }
+    for n in 0..10 {
+        let group = format!("lease-{run}-{n}");
+        me.join_group_create(group.as_str(), ()).await.unwrap();
+    }
+    let mut leases = leases_under(&format!("/tooz/lockslease-{run}"));
+    leases.extend(leases_under(&format!("tooz/groups/lease-{run}")));
+    // 100 lock keys, and 10 member keys (the group keys live on no lease).
+    let on_lease: Vec<i64> = leases.iter().copied().filter(|l| *l != 0).collect();
+    assert_eq!(on_lease.len(), 110, "{leases:?}");
+    assert!(on_lease.iter().all(|l| *l == on_lease[0]), "{on_lease:?}");
+    for guard in guards {
+        assert!(guard.release().await.unwrap());
+    }
+    me.stop().await.unwrap();
 }

@@ -86,18 +86,7 @@ async fn both_transports_work_over_tls() {
             assert!(Instant::now() < end, "{url}: {error}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let guard = coord.lock("tls-lock").acquire().await.unwrap();
-        coord
-            .join_group_create("tls-group", &b"zone-a"[..])
-            .await
-            .unwrap();
-        assert!(coord
-            .get_members("tls-group")
-            .await
-            .unwrap()
-            .contains(&"tls-member".into()));
-        coord.leave_group("tls-group").await.unwrap();
-        assert!(guard.release().await.unwrap());
+        support::certs::lock_and_group_work(&coord, "tls-member").await;
         coord.stop().await.unwrap();
     }
 

@@ -83,18 +83,7 @@ async fn locks_and_groups_work_over_tls() {
     ] {
         let coord = Coordinator::connect(&url, "tls-member").await.unwrap();
         coord.start().await.unwrap();
-        let guard = coord.lock("tls-lock").acquire().await.unwrap();
-        coord
-            .join_group_create("tls-group", &b"zone-a"[..])
-            .await
-            .unwrap();
-        assert!(coord
-            .get_members("tls-group")
-            .await
-            .unwrap()
-            .contains(&"tls-member".into()));
-        coord.leave_group("tls-group").await.unwrap();
-        assert!(guard.release().await.unwrap());
+        support::certs::lock_and_group_work(&coord, "tls-member").await;
         coord.stop().await.unwrap();
     }
 

@@ -83,3 +83,20 @@ pub fn make_certs(dir: &Path) {
         );
     }
 }
+
+/// A lock taken and released, a group joined, listed and left: what a TLS test checks works
+/// through a started coordinator whose member id is `member`.
+pub async fn lock_and_group_work(coord: &tooz::Coordinator, member: &str) {
+    let guard = coord.lock("tls-lock").acquire().await.unwrap();
+    coord
+        .join_group_create("tls-group", &b"zone-a"[..])
+        .await
+        .unwrap();
+    assert!(coord
+        .get_members("tls-group")
+        .await
+        .unwrap()
+        .contains(&member.into()));
+    coord.leave_group("tls-group").await.unwrap();
+    assert!(guard.release().await.unwrap());
+}
