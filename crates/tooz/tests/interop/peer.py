@@ -40,9 +40,18 @@ def say(*words):
     print(*words, flush=True)
 
 
+def one_endpoint(url):
+    """Python tooz's etcd drivers take one endpoint: the first of a list (same cluster)."""
+    scheme, rest = url.split("://", 1)
+    if not scheme.startswith("etcd"):
+        return url
+    authority, sep, tail = rest.partition("?")
+    return "%s://%s%s%s" % (scheme, authority.split(",")[0], sep, tail)
+
+
 def started(url, member=None):
     member = member.encode() if member else b"python-%d" % os.getpid()
-    coord = coordination.get_coordinator(url, member)
+    coord = coordination.get_coordinator(one_endpoint(url), member)
     coord.start(start_heart=True)
     return coord
 
