@@ -2,6 +2,8 @@
 //! keep-alive connections per driver, every request bounded by a timeout, JSON in and out,
 //! and streamed replies for watches.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,12 +26,17 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 /// A client of one server (`http://host:port` or `https://host:port`).
 #[derive(Clone)]
 pub(crate) struct HttpClient {
-    client: Client<Connector, Full<Bytes>>,
+    client: Arc<Client<Connector, Full<Bytes>>>,
     base: String,
     timeout: Duration,
-    /// Sent as `Authorization` when set.
-    token: std::sync::Arc<std::sync::RwLock<Option<String>>>,
+    /// Sent as `Authorization` when set (this client's own, even where the connections are
+    /// shared).
+    token: Arc<std::sync::RwLock<Option<String>>>,
 }
+
+/// The plain-HTTP clients of this process, by runtime, server and timeout.
+static SHARED: Mutex<BTreeMap<String, Weak<Client<Connector, Full<Bytes>>>>> =
+    Mutex::new(BTreeMap::new());
 
 /// A reply: its status, headers and body.
 pub(crate) struct Reply {
@@ -56,9 +63,11 @@ fn tcp(timeout: Duration) -> HttpConnector {
 impl HttpClient {
     fn with(connector: Connector, base: String, timeout: Duration) -> Self {
         HttpClient {
-            client: Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(60))
-                .build(connector),
+            client: Arc::new(
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(60))
+                    .build(connector),
+            ),
             base,
             timeout,
             token: Default::default(),
@@ -82,7 +91,26 @@ impl HttpClient {
                 .enable_http1()
                 .wrap_connector(tcp(timeout))
         };
-        Self::with(connector, format!("http://{host_port}"), timeout)
+        let base = format!("http://{host_port}");
+        // The coordinators of one runtime share their connections to one server (a
+        // connection is driven by a task of the runtime that opened it).
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Self::with(connector, base, timeout);
+        };
+        let key = format!("{}|{base}|{timeout:?}", runtime.id());
+        let mut shared = SHARED.lock().unwrap();
+        shared.retain(|_, pool| pool.strong_count() > 0);
+        if let Some(client) = shared.get(&key).and_then(Weak::upgrade) {
+            return HttpClient {
+                client,
+                base,
+                timeout,
+                token: Default::default(),
+            };
+        }
+        let client = Self::with(connector, base, timeout);
+        shared.insert(key, Arc::downgrade(&client.client));
+        client
     }
 
     /// A client of `https://host:port` with the TLS configuration `config`.

@@ -172,6 +172,15 @@ async fn read_group<S: KvStore>(
     Ok((members_of(driver, group, &kvs), revision))
 }
 
+/// The group's member ids (keys only: no capabilities travel).
+pub(super) async fn member_ids<S: KvStore>(
+    driver: &LeaseKvDriver<S>,
+    group: &Id,
+) -> Result<BTreeSet<Id>> {
+    let (members, _) = read_group(driver, group, true).await?;
+    Ok(members.into_iter().map(|(id, _)| id).collect())
+}
+
 pub(super) async fn members<S: KvStore>(
     driver: &LeaseKvDriver<S>,
     group: &Id,

@@ -194,6 +194,10 @@ impl<S: KvStore> Driver for LeaseKvDriver<S> {
         Ok(())
     }
 
+    async fn get_members(&self, group: &Id) -> Result<std::collections::BTreeSet<Id>> {
+        groups::member_ids(self, group).await
+    }
+
     async fn get_members_with_capabilities(
         &self,
         group: &Id,
