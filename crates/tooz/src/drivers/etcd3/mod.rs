@@ -214,11 +214,10 @@ impl Config {
     }
 }
 
+/// Whether `host` (`h`, `h:port`, `[v6]` or `[v6]:port`) names its port.
 fn has_port(host: &str) -> bool {
-    match host.rsplit_once(':') {
-        Some((h, port)) => !h.ends_with('[') && !port.ends_with(']') && port.parse::<u16>().is_ok(),
-        None => false,
-    }
+    host.rsplit_once(':')
+        .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
 }
 
 impl fmt::Debug for Config {
@@ -250,6 +249,8 @@ mod tests {
         let cfg = parse("etcd3://").unwrap();
         assert_eq!(cfg.endpoints, vec!["localhost:2379"]);
         assert_eq!(cfg.ttl, DEFAULT_TIMEOUT);
+        let cfg = parse("etcd3://[::1],[::1]:7?timeout=10").unwrap();
+        assert_eq!(cfg.endpoints, vec!["[::1]:2379", "[::1]:7"]);
         let cfg = parse("etcd3://a:1,b,c:3?timeout=10&lock_timeout=5").unwrap();
         assert_eq!(cfg.endpoints, vec!["a:1", "b:2379", "c:3"]);
         assert_eq!(cfg.ttl, Duration::from_secs(5));
