@@ -26,7 +26,7 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 /// A client of one server (`http://host:port` or `https://host:port`).
 #[derive(Clone)]
 pub(crate) struct HttpClient {
-    client: Arc<Client<Connector, Full<Bytes>>>,
+    client: Arc<Pool>,
     base: String,
     timeout: Duration,
     /// Sent as `Authorization` when set (this client's own, even where the connections are
@@ -35,8 +35,10 @@ pub(crate) struct HttpClient {
 }
 
 /// The plain-HTTP clients of this process, by runtime, server and timeout.
-static SHARED: Mutex<BTreeMap<String, Weak<Client<Connector, Full<Bytes>>>>> =
-    Mutex::new(BTreeMap::new());
+static SHARED: Mutex<BTreeMap<String, Weak<Pool>>> = Mutex::new(BTreeMap::new());
+
+/// A hyper client: a pool of keep-alive connections.
+type Pool = Client<Connector, Full<Bytes>>;
 
 /// A reply: its status, headers and body.
 pub(crate) struct Reply {
