@@ -18,7 +18,8 @@ use crate::url::DriverUrl;
         feature = "ipc",
         feature = "redis",
         feature = "zookeeper",
-        feature = "memcached"
+        feature = "memcached",
+        feature = "postgresql"
     )),
     allow(dead_code, unused_imports)
 )]
@@ -29,6 +30,8 @@ pub mod file;
 pub mod ipc;
 #[cfg(feature = "memcached")]
 pub mod memcached;
+#[cfg(feature = "postgresql")]
+pub mod postgresql;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(any(
@@ -164,6 +167,15 @@ built_driver!(
     "Redis, optionally behind Sentinel"
 );
 
+built_driver!(
+    postgresql_entry,
+    postgresql,
+    "postgresql",
+    "postgresql",
+    &["postgres"],
+    "PostgreSQL: advisory locks, groups in tables, LISTEN/NOTIFY"
+);
+
 /// Every scheme tooz knows, in a stable order.
 pub fn registry() -> Vec<DriverEntry> {
     vec![
@@ -173,7 +185,7 @@ pub fn registry() -> Vec<DriverEntry> {
         redis_entry(),
         ipc_entry(),
         file_entry(),
-        planned("postgresql", &[], "postgresql", "PostgreSQL advisory locks"),
+        postgresql_entry(),
         planned("mysql", &[], "mysql", "MySQL/MariaDB named locks"),
         planned("etcd", &[], "etcd", "etcd v2 HTTP API"),
         planned("etcd3", &[], "etcd3", "etcd v3 gRPC API"),
