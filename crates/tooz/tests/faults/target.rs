@@ -91,6 +91,7 @@ impl Parsed {
             "redis" => 6379,
             "memcached" => 11211,
             "zookeeper" => 2181,
+            "postgresql" => 5432,
             _ => return Shape::Unproxiable(format!("{driver} is not a network driver")),
         };
         if self.hosts.is_empty() {

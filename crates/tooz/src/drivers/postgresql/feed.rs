@@ -105,9 +105,11 @@ impl Feed {
                 let client = self.client.read().await.clone().ok_or_else(|| {
                     Error::Connection("the PostgreSQL listening connection is down".into())
                 })?;
-                client
-                    .batch_execute(&format!("LISTEN {}", quote(channel)))
+                let statement = format!("LISTEN {}", quote(channel));
+                let listen = client.batch_execute(&statement);
+                tokio::time::timeout(self.config.timeout / 2, listen)
                     .await
+                    .map_err(|_| Error::OperationTimedOut("LISTEN got no answer".into()))?
                     .map_err(|e| pg_error("LISTEN", &e))
             })
             .await?;

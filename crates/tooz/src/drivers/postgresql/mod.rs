@@ -119,7 +119,7 @@ use super::common::errors::{
 };
 use super::common::{join_again, HeldLocks, JoinedGroups, OnAbandon, SessionSlot};
 use crate::characteristics::{Characteristic as C, Characteristics};
-use crate::driver::Driver;
+use crate::driver::{acquire_by_retrying, Driver};
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::types::{
@@ -231,6 +231,7 @@ struct Session {
     stopped: AtomicBool,
     supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
     runtime: tokio::runtime::Handle,
+    events: SessionEvents,
 }
 
 impl Session {
@@ -418,6 +419,7 @@ impl Driver for PostgresDriver {
             stopped: AtomicBool::new(false),
             supervisor: Mutex::new(None),
             runtime: tokio::runtime::Handle::current(),
+            events: events.clone(),
         });
         let task = tokio::spawn(Self::supervise(
             self.me.clone(),
@@ -450,7 +452,17 @@ impl Driver for PostgresDriver {
 
     async fn heartbeat(&self) -> Result<Option<Duration>> {
         let period = self.cfg.timeout / 4;
-        let live = self.live()?;
+        let session = self.session.get()?;
+        let live = session.live()?;
+        if session.events.current() == ConnectionState::Lost {
+            // The core gave this session up (suspended too long) and reported everything it
+            // held lost: end it, so that the server frees what it may still hold, and start
+            // afresh (the supervisor connects again and joins the groups again).
+            live.close();
+            return Err(Error::Connection(
+                "the PostgreSQL session was given up; connecting again".into(),
+            ));
+        }
         match tokio::time::timeout(period, live.client.simple_query("SELECT 1")).await {
             Ok(Ok(_)) => Ok(Some(period)),
             Ok(Err(error)) => Err(pg_error("heartbeat", &error)),
@@ -678,8 +690,16 @@ impl Driver for PostgresDriver {
         // Abandoned mid-flight (the future dropped): unlock in case the server granted it.
         let abandoned = {
             let (me, live, nonce) = (self.me.clone(), live.clone(), req.nonce.clone());
+            let bound = self.cfg.timeout / 4;
             OnAbandon::spawn(session.runtime.clone(), async move {
-                let _ = live.client.query_one(&live.stmts.unlock, &[&key]).await;
+                let unlocked =
+                    tokio::time::timeout(bound, live.client.query_one(&live.stmts.unlock, &[&key]))
+                        .await;
+                if !matches!(unlocked, Ok(Ok(_))) {
+                    // Whether the server granted it is unknown: end the session, which
+                    // frees whatever it holds.
+                    live.close();
+                }
                 if let Some(driver) = me.upgrade() {
                     driver.unclaim(key, &nonce);
                 }
@@ -711,6 +731,22 @@ impl Driver for PostgresDriver {
         }
     }
 
+    async fn lock_acquire(
+        &self,
+        req: &LockRequest,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Option<FencingToken>> {
+        // Each try and change wait is bounded on its own; this bounds a try or a LISTEN on a
+        // connection that stopped answering by the caller's deadline too.
+        let wait = acquire_by_retrying(self, req, deadline);
+        match deadline {
+            Some(deadline) => Ok(tokio::time::timeout_at(deadline, wait)
+                .await
+                .unwrap_or(Ok(None))?),
+            None => wait.await,
+        }
+    }
+
     async fn lock_changed(&self, name: &Id) -> Result<ChangeWait> {
         let session = self.session.get()?;
         let mut rx = session
@@ -736,10 +772,21 @@ impl Driver for PostgresDriver {
             }
         };
         let channel = self.layout.lock_channel(&req.name);
+        // Abandoned mid-flight: whether the server released it is unknown; end the session.
+        let abandoned = {
+            let (me, live, nonce) = (self.me.clone(), live.clone(), req.nonce.clone());
+            OnAbandon::run(move || {
+                live.close();
+                if let Some(driver) = me.upgrade() {
+                    driver.unclaim(key, &nonce);
+                }
+            })
+        };
         let released = live
             .client
             .query_one(&live.stmts.release, &[&key, &channel])
             .await;
+        abandoned.disarm();
         self.unclaim(key, &req.nonce);
         let row = released.map_err(|e| pg_error("releasing a lock", &e))?;
         Ok(row.get::<_, bool>(0))

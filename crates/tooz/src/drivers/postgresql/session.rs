@@ -41,6 +41,16 @@ pub(super) struct Live {
     pub key: i64,
     /// The server process of the session.
     pub pid: i32,
+    /// The task driving the connection: aborting it closes the connection.
+    task: tokio::task::AbortHandle,
+}
+
+impl Live {
+    /// Closes the connection at once (a session in doubt: replies lost, or given up as lost
+    /// by the core): the supervisor then reports it lost and connects again.
+    pub fn close(&self) {
+        self.task.abort();
+    }
 }
 
 /// A random session key, positive so that it reads back from `pg_locks` unchanged.
@@ -62,7 +72,7 @@ pub(super) async fn connect(
         .map_err(|_| Error::Connection("timed out connecting to PostgreSQL".into()))?
         .map_err(|e| pg_error("connecting", &e))?;
     let (ended_tx, ended) = oneshot::channel();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::warn!(%error, "PostgreSQL session connection ended");
         }
@@ -100,15 +110,24 @@ pub(super) async fn connect(
         }
         Ok::<_, Error>((stmts, key, row.get::<_, i32>(1)))
     };
-    let (stmts, key, pid) = tokio::time::timeout(config.timeout, setup)
+    let set_up = tokio::time::timeout(config.timeout, setup)
         .await
-        .map_err(|_| Error::Connection("timed out setting up the PostgreSQL session".into()))??;
+        .map_err(|_| Error::Connection("timed out setting up the PostgreSQL session".into()))
+        .and_then(|r| r);
+    let (stmts, key, pid) = match set_up {
+        Ok(done) => done,
+        Err(error) => {
+            task.abort();
+            return Err(error);
+        }
+    };
     Ok((
         Live {
             client,
             stmts,
             key,
             pid,
+            task: task.abort_handle(),
         },
         ended,
     ))
