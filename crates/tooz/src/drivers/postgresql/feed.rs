@@ -15,7 +15,7 @@ use tokio::sync::{broadcast, mpsc, OnceCell};
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 use super::options::Config;
-use super::pg_error;
+use super::{connect_error, pg_error};
 use crate::error::{Error, Result};
 
 /// What a subscriber gets when the listening connection was made anew.
@@ -70,7 +70,7 @@ impl Feed {
         let (client, mut connection) = tokio::time::timeout(self.config.connect_timeout, connect)
             .await
             .map_err(|_| Error::Connection("timed out connecting to PostgreSQL".into()))?
-            .map_err(|e| pg_error("connecting", &e))?;
+            .map_err(|e| connect_error(&e))?;
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));

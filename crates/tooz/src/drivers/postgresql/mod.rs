@@ -193,6 +193,14 @@ pub(super) fn pg_error(what: &str, error: &tokio_postgres::Error) -> Error {
     }
 }
 
+/// A failed connection attempt (bad address, refused, bad credentials): a connection error.
+pub(super) fn connect_error(error: &tokio_postgres::Error) -> Error {
+    match pg_error("connecting", error) {
+        Error::Backend { message, .. } => Error::Connection(format!("PostgreSQL, {message}")),
+        other => other,
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

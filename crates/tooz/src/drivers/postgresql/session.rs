@@ -12,7 +12,7 @@ use tokio_postgres::{Client, NoTls, Statement};
 
 use super::layout::Layout;
 use super::options::Config;
-use super::pg_error;
+use super::{connect_error, pg_error};
 use crate::error::{Error, Result};
 
 /// The statements of the driver, prepared once per connection.
@@ -70,7 +70,7 @@ pub(super) async fn connect(
     let (client, connection) = tokio::time::timeout(config.connect_timeout, connect)
         .await
         .map_err(|_| Error::Connection("timed out connecting to PostgreSQL".into()))?
-        .map_err(|e| pg_error("connecting", &e))?;
+        .map_err(|e| connect_error(&e))?;
     let (ended_tx, ended) = oneshot::channel();
     let task = tokio::spawn(async move {
         if let Err(error) = connection.await {
