@@ -19,7 +19,8 @@ use crate::url::DriverUrl;
         feature = "redis",
         feature = "zookeeper",
         feature = "memcached",
-        feature = "postgresql"
+        feature = "postgresql",
+        feature = "mysql"
     )),
     allow(dead_code, unused_imports)
 )]
@@ -30,6 +31,8 @@ pub mod file;
 pub mod ipc;
 #[cfg(feature = "memcached")]
 pub mod memcached;
+#[cfg(feature = "mysql")]
+pub mod mysql;
 #[cfg(feature = "postgresql")]
 pub mod postgresql;
 #[cfg(feature = "redis")]
@@ -176,6 +179,15 @@ built_driver!(
     "PostgreSQL: advisory locks, groups in tables, LISTEN/NOTIFY"
 );
 
+built_driver!(
+    mysql_entry,
+    mysql,
+    "mysql",
+    "mysql",
+    &["mariadb"],
+    "MySQL/MariaDB: named locks (GET_LOCK), groups in tables"
+);
+
 /// Every scheme tooz knows, in a stable order.
 pub fn registry() -> Vec<DriverEntry> {
     vec![
@@ -186,7 +198,7 @@ pub fn registry() -> Vec<DriverEntry> {
         ipc_entry(),
         file_entry(),
         postgresql_entry(),
-        planned("mysql", &[], "mysql", "MySQL/MariaDB named locks"),
+        mysql_entry(),
         planned("etcd", &[], "etcd", "etcd v2 HTTP API"),
         planned("etcd3", &[], "etcd3", "etcd v3 gRPC API"),
         planned(

@@ -10,8 +10,11 @@
 //! - [`HeldLocks`]: the locks a driver holds, with their lost signals;
 //! - [`JoinedGroups`]: the groups this member joined, with their capabilities, and
 //!   [`join_again`] for a backend that lost them;
-//! - [`fencing`]: fencing tokens made of an epoch and a counter.
+//! - [`fencing`]: fencing tokens made of an epoch and a counter;
+//! - [`Claims`]: local exclusion on server locks that are re-entrant per session (SQL
+//!   advisory and named locks), and hex for payloads and hashed names.
 
+pub(crate) mod claims;
 pub(crate) mod errors;
 pub(crate) mod fencing;
 mod held;
@@ -20,6 +23,7 @@ mod on_abandon;
 pub(crate) mod options;
 mod session;
 
+pub(crate) use claims::Claims;
 pub(crate) use held::HeldLocks;
 pub(crate) use joined::{join_again, JoinedGroups};
 pub(crate) use on_abandon::OnAbandon;

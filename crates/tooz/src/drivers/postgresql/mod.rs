@@ -103,7 +103,7 @@ mod layout;
 mod options;
 mod session;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
@@ -113,11 +113,12 @@ use futures::StreamExt;
 use tokio::sync::broadcast;
 use tokio_postgres::error::SqlState;
 
+use super::common::claims::{hex, unhex};
 use super::common::errors::{
     group_already_exist, group_not_created, group_not_empty, member_already_exist,
     member_not_joined,
 };
-use super::common::{join_again, HeldLocks, JoinedGroups, OnAbandon, SessionSlot};
+use super::common::{join_again, Claims, HeldLocks, JoinedGroups, OnAbandon, SessionSlot};
 use crate::characteristics::{Characteristic as C, Characteristics};
 use crate::driver::{acquire_by_retrying, Driver};
 use crate::error::{Error, Result};
@@ -161,7 +162,7 @@ pub(crate) fn build(url: &DriverUrl, member: &Id) -> Result<Arc<dyn Driver>> {
         layout,
         member: member.clone(),
         held: HeldLocks::default(),
-        claims: Mutex::new(HashMap::new()),
+        claims: Claims::default(),
         joined: JoinedGroups::default(),
         session: SessionSlot::new("postgresql"),
     });
@@ -201,20 +202,6 @@ pub(super) fn connect_error(error: &tokio_postgres::Error) -> Error {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 /// The PostgreSQL driver. See the module docs.
 pub struct PostgresDriver {
     me: Weak<PostgresDriver>,
@@ -226,7 +213,7 @@ pub struct PostgresDriver {
     held: HeldLocks<i64>,
     /// Advisory keys this coordinator holds or is taking, with the acquisition's nonce: the
     /// server's locks are re-entrant per session, this keeps two local holders apart.
-    claims: Mutex<HashMap<i64, String>>,
+    claims: Claims<i64>,
     joined: JoinedGroups,
     session: SessionSlot<Session>,
 }
@@ -256,16 +243,13 @@ impl PostgresDriver {
     }
 
     fn unclaim(&self, key: i64, nonce: &str) {
-        let mut claims = self.claims.lock().unwrap();
-        if claims.get(&key).is_some_and(|n| n == nonce) {
-            claims.remove(&key);
-        }
+        self.claims.unclaim(&key, nonce);
     }
 
     /// Gives up lock `name` at another coordinator's request (`break_lock`).
     async fn give_up(&self, live: &Live, name: &Id) {
         let key = self.layout.lock_key(name);
-        let nonce = self.claims.lock().unwrap().get(&key).cloned();
+        let nonce = self.claims.holder(&key);
         let Some(nonce) = nonce else { return };
         if self.held.lose(&nonce, LostReason::Broken).is_none() {
             return;
@@ -321,7 +305,7 @@ impl PostgresDriver {
             session.live.write().unwrap().take();
             if let Some(driver) = me.upgrade() {
                 driver.held.lose_all(LostReason::SessionLost);
-                driver.claims.lock().unwrap().clear();
+                driver.claims.clear();
             }
             tracing::warn!("PostgreSQL session lost; connecting again");
             events.report(ConnectionState::Lost);
@@ -450,7 +434,7 @@ impl Driver for PostgresDriver {
             task.abort();
         }
         self.held.clear();
-        self.claims.lock().unwrap().clear();
+        self.claims.clear();
         self.joined.clear();
         // Dropping the client closes the session: the server frees its locks.
         session.live.write().unwrap().take();
@@ -688,12 +672,8 @@ impl Driver for PostgresDriver {
         let session = self.session.get()?;
         let live = session.live()?;
         let key = self.layout.lock_key(&req.name);
-        {
-            let mut claims = self.claims.lock().unwrap();
-            if claims.contains_key(&key) {
-                return Ok(None);
-            }
-            claims.insert(key, req.nonce.clone());
+        if !self.claims.claim(key, &req.nonce) {
+            return Ok(None);
         }
         // Abandoned mid-flight (the future dropped): unlock in case the server granted it.
         let abandoned = {
