@@ -150,6 +150,31 @@ pub fn of(scheme: &str) -> Option<Bounds> {
             // No queue: waiters retry on NOTIFY or every poll_interval (0.5 s).
             orphan_place: s(500),
         }),
+        // crates/tooz/src/drivers/mysql/mod.rs, with `timeout=2`: heartbeats every T / 4 =
+        // 0.5 s; a statement (heartbeat included) gets no answer within T / 2 = 1 s: the
+        // session is ended and made again; session timeout T / 2.
+        "mysql" => Some(Bounds {
+            options: "timeout=2",
+            // The core bounds each call by the session timeout, T / 2.
+            call: s(1000),
+            // The first heartbeat after the cut (≤ T / 4) gives up after T / 2; the session is
+            // then reported lost after one connection attempt bounded by T / 4.
+            lost: s(2000),
+            // The server ends a connection silent for `wait_timeout` = T after its last
+            // statement (a heartbeat, less than T / 4 before the cut); waiters, blocked in
+            // GET_LOCK on the server, get the lock at once.
+            free: s(2000),
+            // Both about T after the cut.
+            lost_before_free: false,
+            // Member rows die with the session (T); watches re-read every resync_interval (1 s).
+            member_gone: s(3000),
+            // "connects again (...), joins its groups again and reports Connected".
+            rejoins_after_lost: true,
+            // An acquire whose reply is lost ends its session (no answer within T / 2).
+            orphan_lock: s(2000),
+            // No queue: waiters wait server-side, woken at the release.
+            orphan_place: s(500),
+        }),
         _ => None,
     }
 }

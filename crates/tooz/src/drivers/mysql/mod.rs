@@ -208,7 +208,8 @@ struct Live {
 /// connections for reuse, and what the recovery needs.
 struct Session {
     live: Arc<tokio::sync::Mutex<Option<Live>>>,
-    spare: Mutex<Vec<Conn>>,
+    /// Waiting connections for reuse, with when they were last used.
+    spare: Mutex<Vec<(Conn, Instant)>>,
     events: SessionEvents,
     stopped: AtomicBool,
     recovering: AtomicBool,
@@ -369,7 +370,15 @@ impl MysqlDriver {
                 if session.stopped.load(Ordering::Acquire) {
                     return;
                 }
-                let connected = connect_session(&driver.cfg, &driver.layout).await;
+                // The first attempt is short: the session's loss is reported after it.
+                let attempt = connect_session(&driver.cfg, &driver.layout);
+                let connected = if reported {
+                    attempt.await
+                } else {
+                    tokio::time::timeout(driver.cfg.timeout / 4, attempt)
+                        .await
+                        .unwrap_or_else(|_| Err(Error::Connection("timed out".into())))
+                };
                 if !reported {
                     // Locks broken by another coordinator are told apart from the rest.
                     let old = *session.last_id.lock().unwrap();
@@ -435,9 +444,15 @@ impl MysqlDriver {
 
     /// A waiting connection: a spare one, or a new one.
     async fn waiting_conn(&self, session: &Session) -> Result<Conn> {
-        let spare = session.spare.lock().unwrap().pop();
+        // The server ends connections idle for `timeout`: only recent ones are reused.
+        let fresh = Instant::now() - self.cfg.timeout / 2;
+        let spare = {
+            let mut spare = session.spare.lock().unwrap();
+            spare.retain(|(_, used)| *used > fresh);
+            spare.pop()
+        };
         match spare {
-            Some(conn) => Ok(conn),
+            Some((conn, _)) => Ok(conn),
             None => connect_one(&self.cfg).await,
         }
     }
@@ -445,7 +460,7 @@ impl MysqlDriver {
     fn give_back(&self, session: &Session, conn: Conn) {
         let mut spare = session.spare.lock().unwrap();
         if spare.len() < 8 && !session.stopped.load(Ordering::Acquire) {
-            spare.push(conn);
+            spare.push((conn, Instant::now()));
         }
     }
 
@@ -557,8 +572,8 @@ impl Driver for MysqlDriver {
         if let Some(live) = live {
             let _ = tokio::time::timeout(self.session_timeout(), live.conn.disconnect()).await;
         }
-        let spare: Vec<Conn> = session.spare.lock().unwrap().drain(..).collect();
-        for conn in spare {
+        let spare: Vec<(Conn, Instant)> = session.spare.lock().unwrap().drain(..).collect();
+        for (conn, _) in spare {
             let _ = tokio::time::timeout(Duration::from_millis(200), conn.disconnect()).await;
         }
         Ok(())

@@ -208,6 +208,12 @@ impl Config {
             .pass(self.password.clone())
             .db_name(self.dbname.clone())
             .tcp_keepalive(Some(Duration::from_secs(10)))
+            // The server ends a connection silent for `timeout`: a client cut off for good
+            // lets its locks go (the heartbeat talks every timeout / 4).
+            .setup(vec![format!(
+                "SET SESSION wait_timeout = {}",
+                self.timeout.as_secs_f64().ceil().max(1.0) as u64
+            )])
             .stmt_cache_size(64);
         builder.into()
     }
