@@ -8,9 +8,15 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
 
-/// The keys this coordinator holds or is taking, each with the acquisition's nonce.
+/// One key's claim: one exclusive acquisition, or any number of shared ones.
+struct Claim {
+    shared: bool,
+    nonces: Vec<String>,
+}
+
+/// The keys this coordinator holds or is taking, each with its acquisitions' nonces.
 pub(crate) struct Claims<K> {
-    map: Mutex<HashMap<K, String>>,
+    map: Mutex<HashMap<K, Claim>>,
 }
 
 impl<K> Default for Claims<K> {
@@ -22,27 +28,57 @@ impl<K> Default for Claims<K> {
 }
 
 impl<K: Eq + Hash> Claims<K> {
-    /// Claims `key` for acquisition `nonce`; `false` if another acquisition has it.
+    /// Claims `key` for exclusive acquisition `nonce`; `false` if any acquisition has it.
     pub(crate) fn claim(&self, key: K, nonce: &str) -> bool {
         let mut map = self.map.lock().unwrap();
         if map.contains_key(&key) {
             return false;
         }
-        map.insert(key, nonce.to_string());
+        let nonces = vec![nonce.to_string()];
+        map.insert(
+            key,
+            Claim {
+                shared: false,
+                nonces,
+            },
+        );
         true
     }
 
-    /// Gives `key` up, if acquisition `nonce` has it.
+    /// Claims `key` for shared acquisition `nonce`; `false` if an exclusive one has it.
+    pub(crate) fn claim_shared(&self, key: K, nonce: &str) -> bool {
+        let mut map = self.map.lock().unwrap();
+        let claim = map.entry(key).or_insert_with(|| Claim {
+            shared: true,
+            nonces: Vec::new(),
+        });
+        if !claim.shared {
+            return false;
+        }
+        claim.nonces.push(nonce.to_string());
+        true
+    }
+
+    /// Gives `key` up for acquisition `nonce`, if it has it.
     pub(crate) fn unclaim(&self, key: &K, nonce: &str) {
         let mut map = self.map.lock().unwrap();
-        if map.get(key).is_some_and(|n| n == nonce) {
-            map.remove(key);
+        if let Some(claim) = map.get_mut(key) {
+            claim.nonces.retain(|n| n != nonce);
+            if claim.nonces.is_empty() {
+                map.remove(key);
+            }
         }
     }
 
-    /// The acquisition that has `key`.
+    /// The (first) acquisition that has `key`.
     pub(crate) fn holder(&self, key: &K) -> Option<String> {
-        self.map.lock().unwrap().get(key).cloned()
+        self.holders(key).into_iter().next()
+    }
+
+    /// Every acquisition that has `key`.
+    pub(crate) fn holders(&self, key: &K) -> Vec<String> {
+        let map = self.map.lock().unwrap();
+        map.get(key).map(|c| c.nonces.clone()).unwrap_or_default()
     }
 
     /// Forgets every claim (the session that held them is gone).
@@ -82,6 +118,19 @@ mod tests {
         assert!(claims.claim(1, "b"));
         claims.clear();
         assert!(claims.holder(&1).is_none());
+    }
+
+    #[test]
+    fn shared_acquisitions_stack_and_exclude_exclusive_ones() {
+        let claims = Claims::default();
+        assert!(claims.claim_shared(1, "a"));
+        assert!(claims.claim_shared(1, "b"));
+        assert!(!claims.claim(1, "c"));
+        assert_eq!(claims.holders(&1), vec!["a".to_string(), "b".to_string()]);
+        claims.unclaim(&1, "a");
+        claims.unclaim(&1, "b");
+        assert!(claims.claim(1, "c"));
+        assert!(!claims.claim_shared(1, "d"));
     }
 
     #[test]

@@ -125,22 +125,30 @@ impl Layout {
         )
     }
 
-    fn try_lock_call(&self) -> &'static str {
+    /// `function(key)`, with the key as this mode passes it.
+    fn call(&self, function: &str) -> String {
         match self.keys {
-            KeyMode::Native => "pg_try_advisory_lock($1)",
+            KeyMode::Native => format!("{function}($1::bigint)"),
             KeyMode::Python => {
-                "pg_try_advisory_lock(($1::bigint >> 32)::int, ($1::bigint & 4294967295)::int)"
+                format!("{function}(($1::bigint >> 32)::int, ($1::bigint & 4294967295)::int)")
             }
         }
     }
 
-    fn unlock_call(&self) -> &'static str {
-        match self.keys {
-            KeyMode::Native => "pg_advisory_unlock($1)",
-            KeyMode::Python => {
-                "pg_advisory_unlock(($1::bigint >> 32)::int, ($1::bigint & 4294967295)::int)"
-            }
-        }
+    fn try_lock_call(&self, shared: bool) -> String {
+        self.call(if shared {
+            "pg_try_advisory_lock_shared"
+        } else {
+            "pg_try_advisory_lock"
+        })
+    }
+
+    fn unlock_call(&self, shared: bool) -> String {
+        self.call(if shared {
+            "pg_advisory_unlock_shared"
+        } else {
+            "pg_advisory_unlock"
+        })
     }
 
     /// The condition that pg_locks row `l` is the advisory lock of key `$1`.
@@ -161,9 +169,9 @@ impl Layout {
 
     /// ($1 key, $2 name, $3 holder, $4 session) → (got, token): the try and, when it
     /// succeeds, the fencing counter bumped, in one statement.
-    pub fn acquire(&self) -> String {
+    pub fn acquire(&self, shared: bool) -> String {
         let ns = &self.ns;
-        let try_lock = self.try_lock_call();
+        let try_lock = self.try_lock_call(shared);
         format!(
             "WITH g AS (SELECT {try_lock} AS got),
                   u AS (INSERT INTO {ns}_locks AS t (name, token, holder, session, pid)
@@ -176,13 +184,16 @@ impl Layout {
     }
 
     /// ($1 key, $2 channel) → released: unlock and announce.
-    pub fn release(&self) -> String {
-        format!("SELECT {}, pg_notify($2::text, 'r')", self.unlock_call())
+    pub fn release(&self, shared: bool) -> String {
+        format!(
+            "SELECT {}, pg_notify($2::text, 'r')",
+            self.unlock_call(shared)
+        )
     }
 
     /// ($1 key) → released, without announcing.
-    pub fn unlock(&self) -> String {
-        format!("SELECT {}", self.unlock_call())
+    pub fn unlock(&self, shared: bool) -> String {
+        format!("SELECT {}", self.unlock_call(shared))
     }
 
     /// ($1 key, $2 name) → (holder pid or null, holder row's member when that pid holds it,

@@ -41,6 +41,9 @@
 //!
 //! The two spaces never meet: native keys cannot collide with Python's.
 //!
+//! Shared locks are shared advisory locks (`pg_try_advisory_lock_shared`): any number of
+//! shared holders, excluding exclusive ones (Python tooz's pgsql driver has no shared mode).
+//!
 //! Acquiring is one statement: `pg_try_advisory_lock` and, when it succeeds, the lock's row
 //! in `<ns>_locks` upserted in the same statement (its counter incremented: the fencing
 //! token, strictly increasing per name across holders, durable with the table; the holder's
@@ -141,7 +144,6 @@ pub(crate) const FACTS: DriverFacts = DriverFacts {
         C::DistributedAcrossHosts,
     ]),
     support: Support {
-        shared_locks: false,
         watch: WatchKind::Push,
         ..Support::ALL
     },
@@ -209,8 +211,8 @@ pub struct PostgresDriver {
     cfg: Config,
     layout: Layout,
     member: Id,
-    /// The locks held, by acquisition nonce, with their advisory key.
-    held: HeldLocks<i64>,
+    /// The locks held, by acquisition nonce, with their advisory key and whether shared.
+    held: HeldLocks<(i64, bool)>,
     /// Advisory keys this coordinator holds or is taking, with the acquisition's nonce: the
     /// server's locks are re-entrant per session, this keeps two local holders apart.
     claims: Claims<i64>,
@@ -246,23 +248,24 @@ impl PostgresDriver {
         self.claims.unclaim(&key, nonce);
     }
 
-    /// Gives up lock `name` at another coordinator's request (`break_lock`).
+    /// Gives up lock `name` (every acquisition of it by this coordinator) at another
+    /// coordinator's request (`break_lock`).
     async fn give_up(&self, live: &Live, name: &Id) {
         let key = self.layout.lock_key(name);
-        let nonce = self.claims.holder(&key);
-        let Some(nonce) = nonce else { return };
-        if self.held.lose(&nonce, LostReason::Broken).is_none() {
-            return;
-        }
         let channel = self.layout.lock_channel(name);
-        if let Err(error) = live
-            .client
-            .query_one(&live.stmts.release, &[&key, &channel])
-            .await
-        {
-            tracing::warn!(lock = %name, %error, "giving up a broken lock failed");
+        for nonce in self.claims.holders(&key) {
+            let Some((_, shared)) = self.held.lose(&nonce, LostReason::Broken) else {
+                continue;
+            };
+            if let Err(error) = live
+                .client
+                .query_one(live.stmts.release(shared), &[&key, &channel])
+                .await
+            {
+                tracing::warn!(lock = %name, %error, "giving up a broken lock failed");
+            }
+            self.unclaim(key, &nonce);
         }
-        self.unclaim(key, &nonce);
     }
 
     /// Follows the session connection: breaks asked of us, and its end (lost, then made again).
@@ -668,11 +671,16 @@ impl Driver for PostgresDriver {
     }
 
     async fn lock_try_acquire(&self, req: &LockRequest) -> Result<Option<FencingToken>> {
-        debug_assert_eq!(req.mode, LockMode::Exclusive);
         let session = self.session.get()?;
         let live = session.live()?;
         let key = self.layout.lock_key(&req.name);
-        if !self.claims.claim(key, &req.nonce) {
+        let shared = req.mode == LockMode::Shared;
+        let claimed = if shared {
+            self.claims.claim_shared(key, &req.nonce)
+        } else {
+            self.claims.claim(key, &req.nonce)
+        };
+        if !claimed {
             return Ok(None);
         }
         // Abandoned mid-flight (the future dropped): unlock in case the server granted it.
@@ -680,9 +688,9 @@ impl Driver for PostgresDriver {
             let (me, live, nonce) = (self.me.clone(), live.clone(), req.nonce.clone());
             let bound = self.cfg.timeout / 4;
             OnAbandon::spawn(session.runtime.clone(), async move {
-                let unlocked =
-                    tokio::time::timeout(bound, live.client.query_one(&live.stmts.unlock, &[&key]))
-                        .await;
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&key];
+                let unlock = live.client.query_one(live.stmts.unlock(shared), &params);
+                let unlocked = tokio::time::timeout(bound, unlock).await;
                 if !matches!(unlocked, Ok(Ok(_))) {
                     // Whether the server granted it is unknown: end the session, which
                     // frees whatever it holds.
@@ -696,7 +704,7 @@ impl Driver for PostgresDriver {
         let row = live
             .client
             .query_one(
-                &live.stmts.acquire,
+                live.stmts.acquire(shared),
                 &[&key, &req.name.as_bytes(), &req.owner.as_bytes(), &live.key],
             )
             .await;
@@ -705,7 +713,7 @@ impl Driver for PostgresDriver {
                 abandoned.disarm();
                 if row.get::<_, bool>(0) {
                     let token: i64 = row.get(1);
-                    self.held.insert(req, key);
+                    self.held.insert(req, (key, shared));
                     Ok(Some(FencingToken(token as u64)))
                 } else {
                     self.unclaim(key, &req.nonce);
@@ -751,7 +759,7 @@ impl Driver for PostgresDriver {
         let Some(held) = self.held.remove(&req.nonce) else {
             return Ok(false);
         };
-        let key = held.record;
+        let (key, shared) = held.record;
         let live = match self.live() {
             Ok(live) => live,
             Err(error) => {
@@ -772,7 +780,7 @@ impl Driver for PostgresDriver {
         };
         let released = live
             .client
-            .query_one(&live.stmts.release, &[&key, &channel])
+            .query_one(live.stmts.release(shared), &[&key, &channel])
             .await;
         abandoned.disarm();
         self.unclaim(key, &req.nonce);

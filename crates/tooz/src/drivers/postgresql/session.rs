@@ -20,6 +20,9 @@ pub(super) struct Stmts {
     pub acquire: Statement,
     pub release: Statement,
     pub unlock: Statement,
+    pub acquire_shared: Statement,
+    pub release_shared: Statement,
+    pub unlock_shared: Statement,
     pub holder: Statement,
     pub terminate: Statement,
     pub notify: Statement,
@@ -43,6 +46,35 @@ pub(super) struct Live {
     pub pid: i32,
     /// The task driving the connection: aborting it closes the connection.
     task: tokio::task::AbortHandle,
+}
+
+impl Stmts {
+    /// The try-and-count statement of `shared` or exclusive locks.
+    pub fn acquire(&self, shared: bool) -> &Statement {
+        if shared {
+            &self.acquire_shared
+        } else {
+            &self.acquire
+        }
+    }
+
+    /// The unlock-and-announce statement.
+    pub fn release(&self, shared: bool) -> &Statement {
+        if shared {
+            &self.release_shared
+        } else {
+            &self.release
+        }
+    }
+
+    /// The unlock statement.
+    pub fn unlock(&self, shared: bool) -> &Statement {
+        if shared {
+            &self.unlock_shared
+        } else {
+            &self.unlock
+        }
+    }
 }
 
 impl Live {
@@ -135,9 +167,12 @@ pub(super) async fn connect(
 
 async fn prepare(client: &Client, layout: &Layout) -> Result<Stmts> {
     let texts = [
-        layout.acquire(),
-        layout.release(),
-        layout.unlock(),
+        layout.acquire(false),
+        layout.release(false),
+        layout.unlock(false),
+        layout.acquire(true),
+        layout.release(true),
+        layout.unlock(true),
         layout.holder(),
         layout.terminate().to_string(),
         layout.notify().to_string(),
@@ -159,6 +194,9 @@ async fn prepare(client: &Client, layout: &Layout) -> Result<Stmts> {
         acquire: next(),
         release: next(),
         unlock: next(),
+        acquire_shared: next(),
+        release_shared: next(),
+        unlock_shared: next(),
         holder: next(),
         terminate: next(),
         notify: next(),
