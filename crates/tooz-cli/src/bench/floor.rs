@@ -8,6 +8,10 @@
 //!   `ms ME` + `ma` written together (acquire and fencing counter), then `md C<cas>` (release);
 //! - file: `flock(LOCK_EX)` + `flock(LOCK_UN)` on one open file in the driver's directory;
 //! - ipc: a System V semaphore `semop` down + up;
+//! - postgresql: `pg_try_advisory_lock($1)` + `pg_advisory_unlock($1)`, prepared, on one held
+//!   connection (the driver's acquire also bumps the fencing counter in the same statement);
+//! - mysql: `GET_LOCK(?, 0)` + `RELEASE_LOCK(?)`, prepared, on one held connection (the
+//!   driver's acquire also bumps the fencing counter in the same statement);
 //! - zake: none (an in-process server has no round trip).
 
 use std::io::{Read, Write};
@@ -57,6 +61,10 @@ pub fn measure(ctx: &Ctx) -> (Figures, Option<String>) {
             Err("in-process driver: no server, no round trip".into()),
             None,
         ),
+        #[cfg(feature = "postgresql")]
+        "postgresql" => sql::postgresql(ctx, &ctx.url),
+        #[cfg(feature = "mysql")]
+        "mysql" => sql::mysql(ctx, &ctx.url),
         other => (Err(format!("no floor written for `{other}`")), None),
     }
 }
@@ -301,5 +309,168 @@ fn ipc(ctx: &Ctx) -> Figures {
         });
         libc::semctl(id, 0, libc::IPC_RMID);
         figures
+    }
+}
+
+/// The SQL floors: raw statements on one held connection, on a runtime of their own (the
+/// floors are measured synchronously).
+#[cfg(any(feature = "postgresql", feature = "mysql"))]
+mod sql {
+    use std::time::{Duration, Instant};
+
+    use serde_json::json;
+
+    use super::super::measures::{percentiles, Ctx, Figures};
+
+    /// Runs `op` (one acquire + release) in a loop bounded by count and time.
+    async fn timed_async<F, Fut>(ctx: &Ctx, what: &str, mut op: F) -> Figures
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
+        let (limit, window) = (
+            ctx.pick(100_000, 200),
+            ctx.pick(Duration::from_secs(2), Duration::from_millis(100)),
+        );
+        let mut samples = Vec::new();
+        let start = Instant::now();
+        while samples.len() < limit && start.elapsed() < window {
+            let t = Instant::now();
+            op().await.map_err(|e| format!("{what}: {e}"))?;
+            samples.push(t.elapsed());
+        }
+        let per_s = samples.len() as f64 / start.elapsed().as_secs_f64();
+        let mut figures = percentiles(&mut samples);
+        figures["op"] = json!(what);
+        figures["per_s"] = json!(per_s);
+        Ok(figures)
+    }
+
+    fn on_own_runtime<T: Send + 'static>(
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, String> {
+        std::thread::spawn(work)
+            .join()
+            .map_err(|_| "the floor's thread panicked".to_string())
+    }
+
+    fn copy(ctx: &Ctx) -> Ctx {
+        Ctx {
+            url: ctx.url.clone(),
+            short: ctx.short,
+            prefix: ctx.prefix.clone(),
+            in_process: ctx.in_process,
+        }
+    }
+
+    /// The URL without its query (the driver's options mean nothing to a raw client).
+    fn plain(url: &str) -> String {
+        url.split('?').next().unwrap_or(url).to_string()
+    }
+
+    #[cfg(feature = "postgresql")]
+    pub fn postgresql(ctx: &Ctx, url: &str) -> (Figures, Option<String>) {
+        let (ctx, url) = (copy(ctx), plain(url));
+        let outcome = on_own_runtime(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async move {
+                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tokio::spawn(connection);
+                let version: String = client
+                    .query_one("SHOW server_version", &[])
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .get(0);
+                let lock = client
+                    .prepare("SELECT pg_try_advisory_lock($1::bigint)")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let unlock = client
+                    .prepare("SELECT pg_advisory_unlock($1::bigint)")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let key: i64 = 0x7f00_0000_0000_0000 | i64::from(std::process::id());
+                let figures =
+                    timed_async(&ctx, "pg_try_advisory_lock + pg_advisory_unlock", || {
+                        let (client, lock, unlock) = (&client, &lock, &unlock);
+                        async move {
+                            client
+                                .query_one(lock, &[&key])
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            client
+                                .query_one(unlock, &[&key])
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            Ok(())
+                        }
+                    })
+                    .await;
+                Ok::<_, String>((figures, Some(format!("PostgreSQL {version}"))))
+            })
+        });
+        match outcome {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) | Err(e) => (Err(e), None),
+        }
+    }
+
+    #[cfg(feature = "mysql")]
+    pub fn mysql(ctx: &Ctx, url: &str) -> (Figures, Option<String>) {
+        use mysql_async::prelude::Queryable;
+        let (ctx, url) = (copy(ctx), plain(url));
+        let outcome = on_own_runtime(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async move {
+                let opts = mysql_async::Opts::from_url(&format!("{url}?prefer_socket=false"))
+                    .map_err(|e| e.to_string())?;
+                let conn = mysql_async::Conn::new(opts)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let conn = std::sync::Arc::new(tokio::sync::Mutex::new(conn));
+                let version: Option<String> = conn
+                    .lock()
+                    .await
+                    .query_first("SELECT VERSION()")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let name = format!("tooz-floor-{}", std::process::id());
+                let figures = timed_async(&ctx, "GET_LOCK + RELEASE_LOCK", || {
+                    let (conn, name) = (conn.clone(), name.clone());
+                    async move {
+                        let mut conn = conn.lock().await;
+                        let _: Option<i64> = conn
+                            .exec_first("SELECT GET_LOCK(?, 0)", (&name,))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        let _: Option<i64> = conn
+                            .exec_first("SELECT RELEASE_LOCK(?)", (&name,))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        Ok(())
+                    }
+                })
+                .await;
+                let conn = std::sync::Arc::try_unwrap(conn)
+                    .ok()
+                    .map(|c| c.into_inner());
+                if let Some(conn) = conn {
+                    let _ = conn.disconnect().await;
+                }
+                Ok::<_, String>((figures, version.map(|v| format!("MySQL/MariaDB {v}"))))
+            })
+        });
+        match outcome {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) | Err(e) => (Err(e), None),
+        }
     }
 }

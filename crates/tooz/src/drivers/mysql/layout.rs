@@ -93,13 +93,27 @@ impl Layout {
         ]
     }
 
-    /// (key, holder, server lock name): the try and the fencing counter bumped in one
+    /// Sets `@tooz_epoch`, the server's start in seconds since 2020-01-01: the epoch of the
+    /// tokens granted on this connection (see [`Layout::acquire`]).
+    pub fn set_epoch(&self) -> &'static str {
+        "SET @tooz_epoch = UNIX_TIMESTAMP() - 1577836800 - (SELECT VARIABLE_VALUE \
+         FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME')"
+    }
+
+    /// (key, holder, server lock name): the try and the fencing token bumped in one
     /// statement; affected rows 0 = busy, else the token is `LAST_INSERT_ID()`.
+    ///
+    /// A token is `epoch << 22 | counter`, epoch = the server's start (`@tooz_epoch`): a
+    /// token from before the server's start is replaced by `epoch << 22 | 1`, so tokens keep
+    /// increasing after a crash that lost the last counter bumps (a server whose commits are
+    /// not flushed at once, `innodb_flush_log_at_trx_commit=0`).
     pub fn acquire(&self) -> String {
         format!(
             "INSERT INTO {}_locks (name, token, holder, conn_id)
-             SELECT ?, LAST_INSERT_ID(1), ?, CONNECTION_ID() FROM DUAL WHERE GET_LOCK(?, 0) = 1
-             ON DUPLICATE KEY UPDATE token = LAST_INSERT_ID(token + 1),
+             SELECT ?, LAST_INSERT_ID((@tooz_epoch << 22) | 1), ?, CONNECTION_ID() FROM DUAL
+             WHERE GET_LOCK(?, 0) = 1
+             ON DUPLICATE KEY UPDATE token = LAST_INSERT_ID(IF((token >> 22) < @tooz_epoch,
+                     (@tooz_epoch << 22) | 1, token + 1)),
                  holder = VALUES(holder), conn_id = VALUES(conn_id)",
             self.ns
         )

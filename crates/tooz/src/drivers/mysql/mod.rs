@@ -45,9 +45,14 @@
 //! the driver keeps two acquisitions of one name by the same coordinator apart itself.
 //!
 //! Acquiring is one statement: `INSERT ... SELECT ... WHERE GET_LOCK(name, 0) = 1 ON
-//! DUPLICATE KEY UPDATE token = LAST_INSERT_ID(token + 1)`: the try and, when it succeeds,
-//! the lock's fencing counter incremented (strictly increasing per lock across holders,
-//! durable with the table) and the holder recorded, in one round trip.
+//! DUPLICATE KEY UPDATE token = LAST_INSERT_ID(...)`: the try and, when it succeeds, the
+//! lock's fencing token bumped and the holder recorded, in one round trip. A token is
+//! `epoch << 22 | counter`, the epoch being the server's start time in seconds (since
+//! 2020): strictly increasing per lock across holders, and across a server crash even when
+//! the server lost its last commits (`innodb_flush_log_at_trx_commit=0`, as in
+//! `scripts/services`): the first acquisition after the restart starts a new epoch. Not
+//! guaranteed: a crash that lost commits within about a second of the previous start (the
+//! epochs are whole seconds).
 //!
 //! Waiting is server-side, not polling: a waiter runs `GET_LOCK(name, remaining)` (at most
 //! `wait_slice` at a time) on a waiting connection of its own, which the server wakes as soon
@@ -250,6 +255,7 @@ async fn connect_session(cfg: &Config, layout: &Layout) -> Result<(Live, bool)> 
         for statement in layout.create_tables() {
             conn.query_drop(statement).await?;
         }
+        conn.query_drop(layout.set_epoch()).await?;
         let random = uuid::Uuid::new_v4().as_u64_pair().0;
         let session = layout.session_lock(random);
         let probe = format!("{}.c.{random:016x}", cfg.namespace);

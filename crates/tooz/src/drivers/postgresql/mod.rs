@@ -46,7 +46,9 @@
 //!
 //! Acquiring is one statement: `pg_try_advisory_lock` and, when it succeeds, the lock's row
 //! in `<ns>_locks` upserted in the same statement (its counter incremented: the fencing
-//! token, strictly increasing per name across holders, durable with the table; the holder's
+//! token, strictly increasing per name across holders, durable with the table: the driver's
+//! sessions commit with `synchronous_commit = on`, so a server crash does not take counter
+//! bumps back even where the server's default is off; the holder's
 //! member id, session and server pid recorded: `get_leader` and `break_lock` read them).
 //! Releasing is `pg_advisory_unlock` and a `NOTIFY` on the lock's channel in one statement;
 //! waiters `LISTEN` there (on their listening connection) before each try, so a release by a
