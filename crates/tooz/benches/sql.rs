@@ -68,10 +68,10 @@ async fn postgresql() {
         .unwrap();
     time_reads("postgresql", &reader, &group).await;
     client
-        .execute("DELETE FROM tooz_members WHERE grp = $1 AND member <> $2", &[
-            &group.as_bytes(),
-            &b"bench-sql-reader".as_slice(),
-        ])
+        .execute(
+            "DELETE FROM tooz_members WHERE grp = $1 AND member <> $2",
+            &[&group.as_bytes(), &b"bench-sql-reader".as_slice()],
+        )
         .await
         .unwrap();
     reader.leave_group(group.as_str()).await.unwrap();

@@ -8,10 +8,11 @@
 //!   `ms ME` + `ma` written together (acquire and fencing counter), then `md C<cas>` (release);
 //! - file: `flock(LOCK_EX)` + `flock(LOCK_UN)` on one open file in the driver's directory;
 //! - ipc: a System V semaphore `semop` down + up;
-//! - postgresql: `pg_try_advisory_lock($1)` + `pg_advisory_unlock($1)`, prepared, on one held
-//!   connection (the driver's acquire also bumps the fencing counter in the same statement);
-//! - mysql: `GET_LOCK(?, 0)` + `RELEASE_LOCK(?)`, prepared, on one held connection (the
-//!   driver's acquire also bumps the fencing counter in the same statement);
+//! - postgresql: the lock recipe's own two statements, prepared, on one held connection with
+//!   no tooz code: `pg_try_advisory_lock` with the fencing counter bumped in the driver's
+//!   table (one statement), then `pg_advisory_unlock` + `pg_notify` (one statement);
+//! - mysql: the same for MySQL / MariaDB: `INSERT ... WHERE GET_LOCK(?, 0) = 1 ON DUPLICATE
+//!   KEY UPDATE` (acquire and counter), then `RELEASE_LOCK`;
 //! - zake: none (an in-process server has no round trip).
 
 use std::io::{Read, Write};
@@ -386,30 +387,48 @@ mod sql {
                     .await
                     .map_err(|e| e.to_string())?
                     .get(0);
+                // The driver's tables exist once any coordinator of the default namespace
+                // has started (the floor is taken after the driver's own measures).
                 let lock = client
-                    .prepare("SELECT pg_try_advisory_lock($1::bigint)")
+                    .prepare(
+                        "WITH g AS (SELECT pg_try_advisory_lock($1::bigint) AS got)
+                         INSERT INTO tooz_locks AS t (name, token, holder, session, pid)
+                         SELECT $2, 1, $2, 0, pg_backend_pid() FROM g WHERE g.got
+                         ON CONFLICT (name) DO UPDATE SET token = t.token + 1
+                         RETURNING t.token",
+                    )
                     .await
                     .map_err(|e| e.to_string())?;
                 let unlock = client
-                    .prepare("SELECT pg_advisory_unlock($1::bigint)")
+                    .prepare("SELECT pg_advisory_unlock($1::bigint), pg_notify($2::text, 'r')")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                client
+                    .batch_execute("SET synchronous_commit = off")
                     .await
                     .map_err(|e| e.to_string())?;
                 let key: i64 = 0x7f00_0000_0000_0000 | i64::from(std::process::id());
-                let figures =
-                    timed_async(&ctx, "pg_try_advisory_lock + pg_advisory_unlock", || {
-                        let (client, lock, unlock) = (&client, &lock, &unlock);
-                        async move {
-                            client
-                                .query_one(lock, &[&key])
-                                .await
-                                .map_err(|e| e.to_string())?;
-                            client
-                                .query_one(unlock, &[&key])
-                                .await
-                                .map_err(|e| e.to_string())?;
-                            Ok(())
-                        }
-                    })
+                let name = format!("tooz-floor-{}", std::process::id()).into_bytes();
+                let channel = format!("tooz_floor_{}", std::process::id());
+                let what = "pg_try_advisory_lock + counter, pg_advisory_unlock + pg_notify";
+                let figures = timed_async(&ctx, what, || {
+                    let (client, lock, unlock) = (&client, &lock, &unlock);
+                    let (name, channel) = (&name, &channel);
+                    async move {
+                        client
+                            .query_one(lock, &[&key, name])
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        client
+                            .query_one(unlock, &[&key, channel])
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        Ok(())
+                    }
+                })
+                .await;
+                let _ = client
+                    .execute("DELETE FROM tooz_locks WHERE name = $1", &[&name])
                     .await;
                 Ok::<_, String>((figures, Some(format!("PostgreSQL {version}"))))
             })
@@ -443,14 +462,20 @@ mod sql {
                     .await
                     .map_err(|e| e.to_string())?;
                 let name = format!("tooz-floor-{}", std::process::id());
-                let figures = timed_async(&ctx, "GET_LOCK + RELEASE_LOCK", || {
+                let what = "GET_LOCK + counter, RELEASE_LOCK";
+                let figures = timed_async(&ctx, what, || {
                     let (conn, name) = (conn.clone(), name.clone());
                     async move {
                         let mut conn = conn.lock().await;
-                        let _: Option<i64> = conn
-                            .exec_first("SELECT GET_LOCK(?, 0)", (&name,))
-                            .await
-                            .map_err(|e| e.to_string())?;
+                        conn.exec_drop(
+                            "INSERT INTO tooz_locks (name, token, holder, conn_id)
+                             SELECT ?, LAST_INSERT_ID(1), ?, CONNECTION_ID() FROM DUAL
+                             WHERE GET_LOCK(?, 0) = 1
+                             ON DUPLICATE KEY UPDATE token = LAST_INSERT_ID(token + 1)",
+                            (&name, &name, &name),
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
                         let _: Option<i64> = conn
                             .exec_first("SELECT RELEASE_LOCK(?)", (&name,))
                             .await
@@ -459,6 +484,11 @@ mod sql {
                     }
                 })
                 .await;
+                let _ = conn
+                    .lock()
+                    .await
+                    .exec_drop("DELETE FROM tooz_locks WHERE name = ?", (&name,))
+                    .await;
                 let conn = std::sync::Arc::try_unwrap(conn)
                     .ok()
                     .map(|c| c.into_inner());

@@ -168,15 +168,24 @@ impl Layout {
     }
 
     /// ($1 key, $2 name, $3 holder, $4 session) → (got, token): the try and, when it
-    /// succeeds, the fencing counter bumped, in one statement.
+    /// succeeds, the fencing token bumped, in one statement.
+    ///
+    /// A token is `epoch << 22 | counter`, epoch = the server's start in ms since 2020
+    /// (`pg_postmaster_start_time()`): a token from before the server's start is replaced
+    /// by `epoch << 22 | 1`, so tokens keep increasing after a crash that lost the last
+    /// commits (the driver's sessions commit asynchronously).
     pub fn acquire(&self, shared: bool) -> String {
         let ns = &self.ns;
         let try_lock = self.try_lock_call(shared);
         format!(
-            "WITH g AS (SELECT {try_lock} AS got),
+            "WITH g AS (SELECT {try_lock} AS got,
+                         (floor(extract(epoch FROM pg_postmaster_start_time()) * 1000)::bigint
+                             - 1577836800000) AS epoch),
                   u AS (INSERT INTO {ns}_locks AS t (name, token, holder, session, pid)
-                        SELECT $2, 1, $3, $4, pg_backend_pid() FROM g WHERE g.got
-                        ON CONFLICT (name) DO UPDATE SET token = t.token + 1,
+                        SELECT $2, (g.epoch << 22) | 1, $3, $4, pg_backend_pid() FROM g WHERE g.got
+                        ON CONFLICT (name) DO UPDATE SET
+                            token = CASE WHEN (t.token >> 22) < (EXCLUDED.token >> 22)
+                                THEN EXCLUDED.token ELSE t.token + 1 END,
                             holder = EXCLUDED.holder, session = EXCLUDED.session, pid = EXCLUDED.pid
                         RETURNING t.token)
              SELECT g.got, (SELECT token FROM u) FROM g"

@@ -45,10 +45,11 @@
 //! shared holders, excluding exclusive ones (Python tooz's pgsql driver has no shared mode).
 //!
 //! Acquiring is one statement: `pg_try_advisory_lock` and, when it succeeds, the lock's row
-//! in `<ns>_locks` upserted in the same statement (its counter incremented: the fencing
-//! token, strictly increasing per name across holders, durable with the table: the driver's
-//! sessions commit with `synchronous_commit = on`, so a server crash does not take counter
-//! bumps back even where the server's default is off; the holder's
+//! in `<ns>_locks` upserted in the same statement (its fencing token bumped: strictly
+//! increasing per name across holders; a token is `epoch << 22 | counter`, the epoch being
+//! the server's start time in ms (`pg_postmaster_start_time()`), so tokens keep increasing
+//! across a server crash even though the driver's sessions commit asynchronously
+//! (`synchronous_commit = off`) and a crash may lose the last counter bumps; the holder's
 //! member id, session and server pid recorded: `get_leader` and `break_lock` read them).
 //! Releasing is `pg_advisory_unlock` and a `NOTIFY` on the lock's channel in one statement;
 //! waiters `LISTEN` there (on their listening connection) before each try, so a release by a

@@ -114,11 +114,11 @@ pub(super) async fn connect(
         // A session whose client stops talking (cut off, paused) is ended by the server
         // after `timeout`: the heartbeat talks every timeout / 4.
         let idle = config.timeout.as_millis().max(1000);
-        // Fencing counters must not go back after a server crash: commits of this session
-        // wait for their WAL to be written (the server may run with synchronous_commit off).
+        // Commits need not wait for the disk: a crash that loses the last counter bumps
+        // starts a new token epoch (see `Layout::acquire`).
         client
             .batch_execute(&format!(
-                "SET idle_session_timeout = {idle}; SET synchronous_commit = on"
+                "SET idle_session_timeout = {idle}; SET synchronous_commit = off"
             ))
             .await
             .map_err(|e| pg_error("setting up the session", &e))?;
