@@ -735,6 +735,10 @@ impl Driver for PostgresDriver {
         req: &LockRequest,
         deadline: Option<tokio::time::Instant>,
     ) -> Result<Option<FencingToken>> {
+        // Uncontended: one try, no subscription.
+        if let Some(token) = self.lock_try_acquire(req).await? {
+            return Ok(Some(token));
+        }
         // Each try and change wait is bounded on its own; this bounds a try or a LISTEN on a
         // connection that stopped answering by the caller's deadline too.
         let wait = acquire_by_retrying(self, req, deadline);
