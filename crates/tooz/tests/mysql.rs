@@ -240,3 +240,33 @@ async fn passwords_are_never_shown() {
         "{error}"
     );
 }
+
+/// Python tooz's `unix_socket` option. Uses the socket of `scripts/services`
+/// (`TOOZ_MYSQL_SOCKET`, default `/tmp/tooz-services/mariadb/mysqld.sock`); skipped when there
+/// is none.
+#[tokio::test]
+async fn connects_over_a_unix_socket() {
+    let socket = std::env::var("TOOZ_MYSQL_SOCKET")
+        .unwrap_or_else(|_| "/tmp/tooz-services/mariadb/mysqld.sock".into());
+    if !std::path::Path::new(&socket).exists() {
+        assert!(!support::is_ci(), "no MySQL socket at {socket} under CI");
+        eprintln!("skipped: no MySQL socket at {socket}");
+        return;
+    }
+    let socket_url = format!("mysql://tooz:tooz@localhost/tooz?unix_socket={socket}");
+    let coord = support::started(&socket_url, unique("socket")).await;
+    let lock = unique("lock");
+    let guard = coord.lock(lock.as_str()).try_acquire().await.unwrap();
+    assert!(guard.is_some());
+    // The same lock over TCP: one server, one lock.
+    let tcp = support::started(&url(), unique("tcp")).await;
+    assert!(tcp
+        .lock(lock.as_str())
+        .try_acquire()
+        .await
+        .unwrap()
+        .is_none());
+    assert!(guard.unwrap().release().await.unwrap());
+    coord.stop().await.unwrap();
+    tcp.stop().await.unwrap();
+}

@@ -230,3 +230,33 @@ async fn passwords_are_never_shown() {
         "{error}"
     );
 }
+
+/// Python tooz's form of a unix-socket URL: `host=<socket directory>` overrides the URL's
+/// host. Uses the socket of `scripts/services` (`TOOZ_POSTGRESQL_SOCKET_DIR`, default
+/// `/tmp/tooz-services/postgresql`); skipped when there is none.
+#[tokio::test]
+async fn connects_over_a_unix_socket() {
+    let dir = std::env::var("TOOZ_POSTGRESQL_SOCKET_DIR")
+        .unwrap_or_else(|_| "/tmp/tooz-services/postgresql".into());
+    if !std::path::Path::new(&dir).join(".s.PGSQL.5432").exists() {
+        assert!(!support::is_ci(), "no PostgreSQL socket in {dir} under CI");
+        eprintln!("skipped: no PostgreSQL socket in {dir}");
+        return;
+    }
+    let socket_url = format!("postgresql://tooz:tooz@localhost/tooz?host={dir}&port=5432");
+    let coord = support::started(&socket_url, unique("socket")).await;
+    let lock = unique("lock");
+    let guard = coord.lock(lock.as_str()).try_acquire().await.unwrap();
+    assert!(guard.is_some());
+    // The same lock over TCP: one server, one lock.
+    let tcp = support::started(&url(), unique("tcp")).await;
+    assert!(tcp
+        .lock(lock.as_str())
+        .try_acquire()
+        .await
+        .unwrap()
+        .is_none());
+    assert!(guard.unwrap().release().await.unwrap());
+    coord.stop().await.unwrap();
+    tcp.stop().await.unwrap();
+}
