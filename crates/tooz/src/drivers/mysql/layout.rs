@@ -119,6 +119,12 @@ impl Layout {
         )
     }
 
+    /// (key, holder, server lock name, seconds): as [`Layout::acquire`], waiting up to
+    /// `seconds` on the server for the lock (on a waiting connection).
+    pub fn acquire_waiting(&self) -> String {
+        self.acquire().replace("GET_LOCK(?, 0)", "GET_LOCK(?, ?)")
+    }
+
     /// (key) → (holder, conn_id) recorded for a lock.
     pub fn holder(&self) -> String {
         format!(

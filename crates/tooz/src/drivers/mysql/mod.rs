@@ -100,7 +100,7 @@
 mod layout;
 mod options;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -215,6 +215,9 @@ struct Session {
     live: Arc<tokio::sync::Mutex<Option<Live>>>,
     /// Waiting connections for reuse, with when they were last used.
     spare: Mutex<Vec<(Conn, Instant)>>,
+    /// Locks granted on a waiting connection, which keeps them: by acquisition nonce, the
+    /// connection and its server id.
+    promoted: Mutex<HashMap<String, (Arc<tokio::sync::Mutex<Conn>>, u32)>>,
     events: SessionEvents,
     stopped: AtomicBool,
     recovering: AtomicBool,
@@ -232,8 +235,9 @@ pub struct MysqlDriver {
     cfg: Config,
     layout: Layout,
     member: Id,
-    /// The locks held, by acquisition nonce, with their claim key.
-    held: HeldLocks<String>,
+    /// The locks held, by acquisition nonce, with their claim key and whether a waiting
+    /// connection holds it (see `promoted`).
+    held: HeldLocks<(String, bool)>,
     /// Server lock names (folded as the server folds them) held or being taken.
     claims: Claims<String>,
     joined: JoinedGroups,
@@ -410,6 +414,7 @@ impl MysqlDriver {
                         }
                         driver.held.lose_all(LostReason::SessionLost);
                         driver.claims.clear();
+                        driver.drop_promoted(&session);
                         tracing::warn!("MySQL session lost; connected again");
                         session.events.report(ConnectionState::Lost);
                         driver.install(&session, live).await;
@@ -417,6 +422,7 @@ impl MysqlDriver {
                     }
                     driver.held.lose_all(LostReason::SessionLost);
                     driver.claims.clear();
+                    driver.drop_promoted(&session);
                     tracing::warn!("MySQL session lost; connecting again");
                     session.events.report(ConnectionState::Lost);
                     reported = true;
@@ -459,7 +465,13 @@ impl MysqlDriver {
         };
         match spare {
             Some((conn, _)) => Ok(conn),
-            None => connect_one(&self.cfg).await,
+            None => {
+                let mut conn = connect_one(&self.cfg).await?;
+                conn.query_drop(self.layout.set_epoch())
+                    .await
+                    .map_err(|e| my_error("setting up a waiting connection", &e))?;
+                Ok(conn)
+            }
         }
     }
 
@@ -470,34 +482,105 @@ impl MysqlDriver {
         }
     }
 
-    /// Waits server-side (up to `within`) until lock `server_name` is free; `true` if it was
-    /// seen free.
-    async fn wait_free(
+    /// Waits server-side (up to `within`) for lock `req` on a waiting connection, with the
+    /// acquiring statement itself (`GET_LOCK(name, within)`): when the server grants it, the
+    /// waiting connection keeps it (handing it to the session connection would let another
+    /// client take it in between), and is kept with it until the release.
+    async fn wait_and_take(
         &self,
         session: &Session,
-        server_name: &str,
+        req: &LockRequest,
         within: Duration,
-    ) -> Result<bool> {
+    ) -> Result<Option<FencingToken>> {
         let mut conn = self.waiting_conn(session).await?;
+        let key = self.claim_key(session, &req.name);
         let seconds = within.as_secs_f64().max(0.001);
-        let wait =
-            conn.exec_first::<Option<i64>, _, _>("SELECT GET_LOCK(?, ?)", (server_name, seconds));
-        match tokio::time::timeout(within + Duration::from_millis(500), wait).await {
-            Ok(Ok(Some(Some(1)))) => {
-                let released = conn.exec_drop("DO RELEASE_LOCK(?)", (server_name,)).await;
-                if released.is_ok() {
-                    self.give_back(session, conn);
-                }
-                Ok(true)
+        let sql = self.layout.acquire_waiting();
+        let params = (
+            key.clone().into_bytes(),
+            req.owner.as_bytes().to_vec(),
+            lock_name(&req.name),
+            seconds,
+        );
+        let attempt = async {
+            conn.exec_drop(sql, params).await?;
+            Ok::<_, mysql_async::Error>((conn.affected_rows(), conn.last_insert_id()))
+        };
+        let outcome = tokio::time::timeout(within + Duration::from_millis(500), attempt).await;
+        match outcome {
+            Ok(Ok((affected, token))) if affected > 0 => {
+                let id = conn.id();
+                self.held.insert(req, (key, true));
+                let conn = Arc::new(tokio::sync::Mutex::new(conn));
+                session
+                    .promoted
+                    .lock()
+                    .unwrap()
+                    .insert(req.nonce.clone(), (conn, id));
+                Ok(Some(FencingToken(token.unwrap_or(0))))
             }
             Ok(Ok(_)) => {
                 self.give_back(session, conn);
-                Ok(false)
+                Ok(None)
             }
             Ok(Err(error)) => Err(my_error("waiting for a lock", &error)),
-            // The connection is dropped mid-wait: the server ends it (and any hold it got).
-            Err(_) => Ok(false),
+            // Dropped mid-wait: the server ends the connection (and any hold it got).
+            Err(_) => Ok(None),
         }
+    }
+
+    /// Checks the waiting connections that hold locks; a lock whose connection is gone is
+    /// reported lost (`Broken` when `break_lock` ended it).
+    async fn check_promoted(&self, session: &Arc<Session>) {
+        let all: Vec<(String, Arc<tokio::sync::Mutex<Conn>>, u32)> = session
+            .promoted
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(n, (c, id))| (n.clone(), c.clone(), *id))
+            .collect();
+        let bound = self.cfg.timeout / 4;
+        for (nonce, conn, id) in all {
+            let Ok(mut conn) = conn.try_lock() else {
+                continue;
+            };
+            if matches!(tokio::time::timeout(bound, conn.ping()).await, Ok(Ok(()))) {
+                continue;
+            }
+            drop(conn);
+            session.promoted.lock().unwrap().remove(&nonce);
+            let (breaks, forget) = (self.layout.breaks_of(), self.layout.forget_breaks());
+            let broken = self
+                .run(
+                    "reading breaks",
+                    move |mut live| {
+                        Box::pin(async move {
+                            let r = async {
+                                let names: Vec<Vec<u8>> = live.conn.exec(breaks, (id,)).await?;
+                                live.conn.exec_drop(forget, (id,)).await?;
+                                Ok(!names.is_empty())
+                            }
+                            .await;
+                            (live, r)
+                        })
+                    },
+                    keep,
+                )
+                .await
+                .unwrap_or(false);
+            let reason = if broken {
+                LostReason::Broken
+            } else {
+                LostReason::SessionLost
+            };
+            self.held.lose(&nonce, reason);
+        }
+    }
+
+    /// Closes every waiting connection that holds a lock (their locks are reported lost by
+    /// the caller).
+    fn drop_promoted(&self, session: &Session) {
+        session.promoted.lock().unwrap().clear();
     }
 
     async fn group_exists(&self, group: &Id) -> Result<bool> {
@@ -550,6 +633,7 @@ impl Driver for MysqlDriver {
             last_id: Mutex::new(live.id),
             live: Arc::new(tokio::sync::Mutex::new(Some(live))),
             spare: Mutex::new(Vec::new()),
+            promoted: Mutex::new(HashMap::new()),
             events,
             stopped: AtomicBool::new(false),
             recovering: AtomicBool::new(false),
@@ -571,6 +655,7 @@ impl Driver for MysqlDriver {
         self.held.clear();
         self.claims.clear();
         self.joined.clear();
+        self.drop_promoted(&session);
         let live = tokio::time::timeout(self.session_timeout(), session.live.lock())
             .await
             .ok()
@@ -610,6 +695,7 @@ impl Driver for MysqlDriver {
             keep,
         )
         .await?;
+        self.check_promoted(&session).await;
         Ok(Some(period))
     }
 
@@ -982,7 +1068,7 @@ impl Driver for MysqlDriver {
             .await;
         match attempt {
             Ok(Some(token)) => {
-                self.held.insert(req, key);
+                self.held.insert(req, (key, false));
                 Ok(Some(FencingToken(token)))
             }
             Ok(None) => {
@@ -1002,7 +1088,6 @@ impl Driver for MysqlDriver {
         deadline: Option<Instant>,
     ) -> Result<Option<FencingToken>> {
         let session = self.session.get()?;
-        let server_name = lock_name(&req.name);
         loop {
             if let Some(token) = self.lock_try_acquire(req).await? {
                 return Ok(Some(token));
@@ -1019,16 +1104,20 @@ impl Driver for MysqlDriver {
             };
             let waited = match deadline {
                 Some(deadline) => {
-                    tokio::time::timeout_at(deadline, self.wait_free(&session, &server_name, slice))
+                    tokio::time::timeout_at(deadline, self.wait_and_take(&session, req, slice))
                         .await
-                        .unwrap_or(Ok(false))
+                        .unwrap_or(Ok(None))
                 }
-                None => self.wait_free(&session, &server_name, slice).await,
+                None => self.wait_and_take(&session, req, slice).await,
             };
-            if let Err(error) = waited {
-                // No waiting connection: fall back to a short sleep before the next try.
-                tracing::debug!(%error, "waiting server-side failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            match waited {
+                Ok(Some(token)) => return Ok(Some(token)),
+                Ok(None) => {}
+                Err(error) => {
+                    // No waiting connection: a short sleep before the next try.
+                    tracing::debug!(%error, "waiting server-side failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
         }
     }
@@ -1037,8 +1126,31 @@ impl Driver for MysqlDriver {
         let Some(held) = self.held.remove(&req.nonce) else {
             return Ok(false);
         };
-        let key = held.record;
+        let (key, promoted) = held.record;
         let server_name = lock_name(&req.name);
+        if promoted {
+            let session = self.session.get()?;
+            let Some((conn, _)) = session.promoted.lock().unwrap().remove(&req.nonce) else {
+                return Ok(false);
+            };
+            let mut guard = conn.lock().await;
+            let released = guard
+                .exec_first::<Option<i64>, _, _>("SELECT RELEASE_LOCK(?)", (server_name,))
+                .await;
+            drop(guard);
+            return match released {
+                Ok(answer) => {
+                    // Free again: kept for the next wait.
+                    if let Ok(conn) = Arc::try_unwrap(conn) {
+                        self.give_back(&session, conn.into_inner());
+                    }
+                    Ok(answer.flatten() == Some(1))
+                }
+                // The connection is gone, and the lock with it.
+                Err(error) if is_connection_error(&error) => Ok(false),
+                Err(error) => Err(my_error("releasing a lock", &error)),
+            };
+        }
         let released = self
             .run(
                 "releasing a lock",
