@@ -39,10 +39,11 @@
 //!
 //! # Locks and connections
 //!
-//! Every lock of a coordinator is taken on its one session connection (a session can hold
-//! any number of named locks since MySQL 5.7 and MariaDB 10.0.2), so a coordinator holding
-//! 1,000 locks still has one session connection. Named locks are re-entrant per session, so
-//! the driver keeps two acquisitions of one name by the same coordinator apart itself.
+//! Every lock a coordinator takes without waiting is taken on its one session connection (a
+//! session can hold any number of named locks since MySQL 5.7 and MariaDB 10.0.2), so a
+//! coordinator holding 1,000 uncontended locks has one session connection (measured in
+//! `tests/mysql.rs`). Named locks are re-entrant per session, so the driver keeps two
+//! acquisitions of one name by the same coordinator apart itself.
 //!
 //! Acquiring is one statement: `INSERT ... SELECT ... WHERE GET_LOCK(name, 0) = 1 ON
 //! DUPLICATE KEY UPDATE token = LAST_INSERT_ID(...)`: the try and, when it succeeds, the
@@ -54,11 +55,14 @@
 //! guaranteed: a crash that lost commits within about a second of the previous start (the
 //! epochs are whole seconds).
 //!
-//! Waiting is server-side, not polling: a waiter runs `GET_LOCK(name, remaining)` (at most
-//! `wait_slice` at a time) on a waiting connection of its own, which the server wakes as soon
-//! as the lock is free; it then gives that hold up and takes the lock on the session
-//! connection. Waiting connections are kept for reuse; a coordinator has as many as it has
-//! acquires waiting at once.
+//! Waiting is server-side, not polling: a waiter runs the acquiring statement itself with
+//! `GET_LOCK(name, remaining)` (at most `wait_slice` at a time) on a waiting connection of its
+//! own, which the server wakes as soon as the lock is free. The lock then stays on that
+//! waiting connection until it is released (handing it to the session connection would let
+//! another client take it in between), after which the connection is kept for the next wait.
+//! So a coordinator uses its session connection, plus one connection per acquire waiting at
+//! the moment and per lock it got by waiting and still holds. The heartbeat pings those
+//! connections too: a lock whose connection is gone is reported lost.
 //!
 //! # Groups and liveness
 //!
