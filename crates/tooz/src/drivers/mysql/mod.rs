@@ -57,7 +57,9 @@
 //!
 //! Waiting is server-side, not polling: a waiter runs the acquiring statement itself with
 //! `GET_LOCK(name, remaining)` (at most `wait_slice` at a time) on a waiting connection of its
-//! own, which the server wakes as soon as the lock is free. The lock then stays on that
+//! own, which the server wakes as soon as the lock is free; one more round trip on that
+//! connection confirms the grant is still held (a reply read late, after the process was
+//! paused past the connection's end, is not believed). The lock then stays on that
 //! waiting connection until it is released (handing it to the session connection would let
 //! another client take it in between), after which the connection is kept for the next wait.
 //! So a coordinator uses its session connection, plus one connection per acquire waiting at
@@ -511,6 +513,22 @@ impl MysqlDriver {
             Ok::<_, mysql_async::Error>((conn.affected_rows(), conn.last_insert_id()))
         };
         let outcome = tokio::time::timeout(within + Duration::from_millis(500), attempt).await;
+        if let Ok(Ok((affected, _))) = &outcome {
+            if *affected > 0 {
+                // The grant may have waited in the socket while this process was paused, past
+                // the end of its connection: ask again, on the same connection, before
+                // believing it.
+                let check = conn.exec_first::<Option<i64>, _, _>(
+                    "SELECT IS_USED_LOCK(?) = CONNECTION_ID()",
+                    (lock_name(&req.name),),
+                );
+                let fresh = tokio::time::timeout(self.cfg.timeout / 4, check).await;
+                if !matches!(fresh, Ok(Ok(Some(Some(1))))) {
+                    // Dropped: the server frees whatever this connection still holds.
+                    return Ok(None);
+                }
+            }
+        }
         match outcome {
             Ok(Ok((affected, token))) if affected > 0 => {
                 let id = conn.id();
