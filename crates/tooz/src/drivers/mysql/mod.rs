@@ -206,6 +206,9 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// A waiting connection that holds the lock it got, and its server id.
+type Promoted = (Arc<tokio::sync::Mutex<Conn>>, u32);
+
 /// One live session connection.
 struct Live {
     conn: Conn,
@@ -223,7 +226,7 @@ struct Session {
     spare: Mutex<Vec<(Conn, Instant)>>,
     /// Locks granted on a waiting connection, which keeps them: by acquisition nonce, the
     /// connection and its server id.
-    promoted: Mutex<HashMap<String, (Arc<tokio::sync::Mutex<Conn>>, u32)>>,
+    promoted: Mutex<HashMap<String, Promoted>>,
     events: SessionEvents,
     stopped: AtomicBool,
     recovering: AtomicBool,
