@@ -16,6 +16,11 @@
 //!   HTTP/1.1 written by hand on one connection;
 //! - etcd3+http: the same two transactions as JSON `POST /v3/kv/txn` requests, HTTP/1.1 written
 //!   by hand on one keep-alive TCP connection;
+//! - postgresql: the lock recipe's own two statements, prepared, on one held connection with
+//!   no tooz code: `pg_try_advisory_lock` with the fencing counter bumped in the driver's
+//!   table (one statement), then `pg_advisory_unlock` + `pg_notify` (one statement);
+//! - mysql: the same for MySQL / MariaDB: `INSERT ... WHERE GET_LOCK(?, 0) = 1 ON DUPLICATE
+//!   KEY UPDATE` (acquire and counter), then `RELEASE_LOCK`;
 //! - zake: none (an in-process server has no round trip).
 
 use std::io::{Read, Write};
@@ -97,6 +102,10 @@ pub async fn measure(ctx: &Ctx) -> (Figures, Option<String>) {
             Err("in-process driver: no server, no round trip".into()),
             None,
         ),
+        #[cfg(feature = "postgresql")]
+        "postgresql" => sql::postgresql(ctx, &ctx.url),
+        #[cfg(feature = "mysql")]
+        "mysql" => sql::mysql(ctx, &ctx.url),
         other => (Err(format!("no floor written for `{other}`")), None),
     }
 }
@@ -728,6 +737,198 @@ fn base64(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+/// The SQL floors: raw statements on one held connection, on a runtime of their own (the
+/// floors are measured synchronously).
+#[cfg(any(feature = "postgresql", feature = "mysql"))]
+mod sql {
+    use std::time::{Duration, Instant};
+
+    use serde_json::json;
+
+    use super::super::measures::{percentiles, Ctx, Figures};
+
+    /// Runs `op` (one acquire + release) in a loop bounded by count and time.
+    async fn timed_async<F, Fut>(ctx: &Ctx, what: &str, mut op: F) -> Figures
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
+        let (limit, window) = (
+            ctx.pick(100_000, 200),
+            ctx.pick(Duration::from_secs(2), Duration::from_millis(100)),
+        );
+        let mut samples = Vec::new();
+        let start = Instant::now();
+        while samples.len() < limit && start.elapsed() < window {
+            let t = Instant::now();
+            op().await.map_err(|e| format!("{what}: {e}"))?;
+            samples.push(t.elapsed());
+        }
+        let per_s = samples.len() as f64 / start.elapsed().as_secs_f64();
+        let mut figures = percentiles(&mut samples);
+        figures["op"] = json!(what);
+        figures["per_s"] = json!(per_s);
+        Ok(figures)
+    }
+
+    fn on_own_runtime<T: Send + 'static>(
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, String> {
+        std::thread::spawn(work)
+            .join()
+            .map_err(|_| "the floor's thread panicked".to_string())
+    }
+
+    fn copy(ctx: &Ctx) -> Ctx {
+        Ctx {
+            url: ctx.url.clone(),
+            short: ctx.short,
+            prefix: ctx.prefix.clone(),
+            in_process: ctx.in_process,
+        }
+    }
+
+    /// The URL without its query (the driver's options mean nothing to a raw client).
+    fn plain(url: &str) -> String {
+        url.split('?').next().unwrap_or(url).to_string()
+    }
+
+    #[cfg(feature = "postgresql")]
+    pub fn postgresql(ctx: &Ctx, url: &str) -> (Figures, Option<String>) {
+        let (ctx, url) = (copy(ctx), plain(url));
+        let outcome = on_own_runtime(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async move {
+                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tokio::spawn(connection);
+                let version: String = client
+                    .query_one("SHOW server_version", &[])
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .get(0);
+                // The driver's tables exist once any coordinator of the default namespace
+                // has started (the floor is taken after the driver's own measures).
+                let lock = client
+                    .prepare(
+                        "WITH g AS (SELECT pg_try_advisory_lock($1::bigint) AS got)
+                         INSERT INTO tooz_locks AS t (name, token, holder, session, pid)
+                         SELECT $2, 1, $2, 0, pg_backend_pid() FROM g WHERE g.got
+                         ON CONFLICT (name) DO UPDATE SET token = t.token + 1
+                         RETURNING t.token",
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let unlock = client
+                    .prepare("SELECT pg_advisory_unlock($1::bigint), pg_notify($2::text, 'r')")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                client
+                    .batch_execute("SET synchronous_commit = off")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let key: i64 = 0x7f00_0000_0000_0000 | i64::from(std::process::id());
+                let name = format!("tooz-floor-{}", std::process::id()).into_bytes();
+                let channel = format!("tooz_floor_{}", std::process::id());
+                let what = "pg_try_advisory_lock + counter, pg_advisory_unlock + pg_notify";
+                let figures = timed_async(&ctx, what, || {
+                    let (client, lock, unlock) = (&client, &lock, &unlock);
+                    let (name, channel) = (&name, &channel);
+                    async move {
+                        client
+                            .query_one(lock, &[&key, name])
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        client
+                            .query_one(unlock, &[&key, channel])
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        Ok(())
+                    }
+                })
+                .await;
+                let _ = client
+                    .execute("DELETE FROM tooz_locks WHERE name = $1", &[&name])
+                    .await;
+                Ok::<_, String>((figures, Some(format!("PostgreSQL {version}"))))
+            })
+        });
+        match outcome {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) | Err(e) => (Err(e), None),
+        }
+    }
+
+    #[cfg(feature = "mysql")]
+    pub fn mysql(ctx: &Ctx, url: &str) -> (Figures, Option<String>) {
+        use mysql_async::prelude::Queryable;
+        let (ctx, url) = (copy(ctx), plain(url));
+        let outcome = on_own_runtime(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async move {
+                let opts = mysql_async::Opts::from_url(&format!("{url}?prefer_socket=false"))
+                    .map_err(|e| e.to_string())?;
+                let conn = mysql_async::Conn::new(opts)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let conn = std::sync::Arc::new(tokio::sync::Mutex::new(conn));
+                let version: Option<String> = conn
+                    .lock()
+                    .await
+                    .query_first("SELECT VERSION()")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let name = format!("tooz-floor-{}", std::process::id());
+                let what = "GET_LOCK + counter, RELEASE_LOCK";
+                let figures = timed_async(&ctx, what, || {
+                    let (conn, name) = (conn.clone(), name.clone());
+                    async move {
+                        let mut conn = conn.lock().await;
+                        conn.exec_drop(
+                            "INSERT INTO tooz_locks (name, token, holder, conn_id)
+                             SELECT ?, LAST_INSERT_ID(1), ?, CONNECTION_ID() FROM DUAL
+                             WHERE GET_LOCK(?, 0) = 1
+                             ON DUPLICATE KEY UPDATE token = LAST_INSERT_ID(token + 1)",
+                            (&name, &name, &name),
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                        let _: Option<i64> = conn
+                            .exec_first("SELECT RELEASE_LOCK(?)", (&name,))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        Ok(())
+                    }
+                })
+                .await;
+                let _ = conn
+                    .lock()
+                    .await
+                    .exec_drop("DELETE FROM tooz_locks WHERE name = ?", (&name,))
+                    .await;
+                let conn = std::sync::Arc::try_unwrap(conn)
+                    .ok()
+                    .map(|c| c.into_inner());
+                if let Some(conn) = conn {
+                    let _ = conn.disconnect().await;
+                }
+                Ok::<_, String>((figures, version.map(|v| format!("MySQL/MariaDB {v}"))))
+            })
+        });
+        match outcome {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) | Err(e) => (Err(e), None),
+        }
+    }
 }
 
 #[cfg(test)]

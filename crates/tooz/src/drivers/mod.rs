@@ -18,7 +18,12 @@ use crate::url::DriverUrl;
         feature = "ipc",
         feature = "redis",
         feature = "zookeeper",
-        feature = "memcached"
+        feature = "memcached",
+        feature = "postgresql",
+        feature = "mysql",
+        feature = "etcd",
+        feature = "etcd3",
+        feature = "etcd3-http"
     )),
     allow(dead_code, unused_imports)
 )]
@@ -43,6 +48,10 @@ pub mod ipc;
 mod lease_kv;
 #[cfg(feature = "memcached")]
 pub mod memcached;
+#[cfg(feature = "mysql")]
+pub mod mysql;
+#[cfg(feature = "postgresql")]
+pub mod postgresql;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(any(
@@ -205,6 +214,23 @@ built_driver!(
     &["etcd3+https"],
     "etcd v3 through its JSON gRPC gateway"
 );
+built_driver!(
+    postgresql_entry,
+    postgresql,
+    "postgresql",
+    "postgresql",
+    &["postgres"],
+    "PostgreSQL: advisory locks, groups in tables, LISTEN/NOTIFY"
+);
+
+built_driver!(
+    mysql_entry,
+    mysql,
+    "mysql",
+    "mysql",
+    &["mariadb"],
+    "MySQL/MariaDB: named locks (GET_LOCK), groups in tables"
+);
 
 /// Every scheme tooz knows, in a stable order.
 pub fn registry() -> Vec<DriverEntry> {
@@ -215,8 +241,8 @@ pub fn registry() -> Vec<DriverEntry> {
         redis_entry(),
         ipc_entry(),
         file_entry(),
-        planned("postgresql", &[], "postgresql", "PostgreSQL advisory locks"),
-        planned("mysql", &[], "mysql", "MySQL/MariaDB named locks"),
+        postgresql_entry(),
+        mysql_entry(),
         etcd_entry(),
         etcd3_entry(),
         etcd3_http_entry(),

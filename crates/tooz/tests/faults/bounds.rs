@@ -168,6 +168,58 @@ pub fn of(scheme: &str) -> Option<Bounds> {
             // No queue: a waiter tries again whenever the key changes.
             orphan_place: s(100),
         }),
+        // crates/tooz/src/drivers/postgresql/mod.rs, with `timeout=2`: heartbeats every
+        // T / 4 = 0.5 s, each bounded by T / 4; session timeout T / 2 = 1 s; the server ends a
+        // session silent for T = 2 s (`idle_session_timeout`).
+        "postgresql" => Some(Bounds {
+            options: "timeout=2",
+            // The core bounds each call by the session timeout, T / 2.
+            call: s(1000),
+            // The first failing heartbeat starts at most T / 4 after the cut and fails T / 4
+            // later (Suspended); the core reports Lost T / 2 after that.
+            lost: s(2000),
+            // The server ends the silent session T after its last statement (a heartbeat,
+            // less than T / 4 before the cut); a waiter not told of it retries every
+            // poll_interval (0.5 s).
+            free: s(2500),
+            // The server may end the session before the holder's Lost (both about T).
+            lost_before_free: false,
+            // Member rows die with the session (T); watches re-read every resync_interval (1 s).
+            member_gone: s(3000),
+            // "connects again, joins again the groups this member had joined".
+            rejoins_after_lost: true,
+            // An acquire whose reply is lost is undone (unlock) when its call gives up; if that
+            // too gets no reply, the session is closed: freed at once after healing, or by
+            // the server T after the session fell silent.
+            orphan_lock: s(2000),
+            // No queue: waiters retry on NOTIFY or every poll_interval (0.5 s).
+            orphan_place: s(500),
+        }),
+        // crates/tooz/src/drivers/mysql/mod.rs, with `timeout=2`: heartbeats every T / 4 =
+        // 0.5 s; a statement (heartbeat included) gets no answer within T / 2 = 1 s: the
+        // session is ended and made again; session timeout T / 2.
+        "mysql" => Some(Bounds {
+            options: "timeout=2",
+            // The core bounds each call by the session timeout, T / 2.
+            call: s(1000),
+            // The first heartbeat after the cut (≤ T / 4) gives up after T / 2; the session is
+            // then reported lost after one connection attempt bounded by T / 4.
+            lost: s(2000),
+            // The server ends a connection silent for `wait_timeout` = T after its last
+            // statement (a heartbeat, less than T / 4 before the cut); waiters, blocked in
+            // GET_LOCK on the server, get the lock at once.
+            free: s(2000),
+            // Both about T after the cut.
+            lost_before_free: false,
+            // Member rows die with the session (T); watches re-read every resync_interval (1 s).
+            member_gone: s(3000),
+            // "connects again (...), joins its groups again and reports Connected".
+            rejoins_after_lost: true,
+            // An acquire whose reply is lost ends its session (no answer within T / 2).
+            orphan_lock: s(2000),
+            // No queue: waiters wait server-side, woken at the release.
+            orphan_place: s(500),
+        }),
         _ => None,
     }
 }

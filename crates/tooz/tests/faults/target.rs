@@ -92,6 +92,8 @@ impl Parsed {
             "memcached" => 11211,
             "zookeeper" => 2181,
             "etcd" | "etcd3" | "etcd3+http" => 2379,
+            "postgresql" => 5432,
+            "mysql" => 3306,
             _ => return Shape::Unproxiable(format!("{driver} is not a network driver")),
         };
         if self.hosts.is_empty() {

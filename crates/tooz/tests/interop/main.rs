@@ -97,6 +97,25 @@ macro_rules! cases {
     };
 }
 
+/// Options a scheme's URL needs for its locks to be Python tooz's (both sides get them;
+/// Python's drivers ignore options they do not know).
+const INTEROP_OPTIONS: &[(&str, &str)] = &[
+    // 64-bit keys by default; Python tooz's 2-byte md5 keys on request.
+    ("postgresql", "lock_keys=python"),
+];
+
+/// `url` with the options its scheme needs for interop.
+fn interop_url(url: &str) -> String {
+    let scheme = url.split("://").next().unwrap_or_default();
+    match INTEROP_OPTIONS.iter().find(|(s, _)| *s == scheme) {
+        Some((_, options)) => {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}{options}")
+        }
+        None => url.to_string(),
+    }
+}
+
 /// The URL under test and its Python peer.
 #[derive(Clone)]
 pub struct Ctx {
@@ -172,7 +191,7 @@ fn main() {
         urls.push("ipc://".to_string());
     }
     if let Ok(extra) = std::env::var("TOOZ_EXTRA_TEST_URLS") {
-        urls.extend(support::split_urls(&extra));
+        urls.extend(support::split_urls(&extra).iter().map(|u| interop_url(u)));
     }
     let all = cases::all();
     let mut per_url = Vec::new();

@@ -184,6 +184,13 @@ impl Target for Clients {
             .map_err(|e| format!("scripts/services {action} {member}: {e}"))
     }
 
+    fn kill_session(&mut self, server: &str, lock: &str) -> Result<(), String> {
+        let args = ["kill-session", server, lock];
+        let out = tokio::task::block_in_place(|| tooz_testkit::services::run(&args));
+        out.map(|_| ())
+            .map_err(|e| format!("scripts/services kill-session {server} {lock}: {e}"))
+    }
+
     fn primary(&mut self) -> Result<String, String> {
         let out = tokio::task::block_in_place(|| {
             Command::new("redis-cli")

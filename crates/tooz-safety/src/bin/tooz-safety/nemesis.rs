@@ -10,7 +10,7 @@ use crate::record::Recorder;
 use crate::rng::Rng;
 
 /// The fault classes a run may select (names as on the command line).
-pub const CLASSES: [(&str, FaultClass); 10] = [
+pub const CLASSES: [(&str, FaultClass); 11] = [
     ("pause", FaultClass::Pause),
     ("pause-keepalive", FaultClass::PauseKeepalive),
     ("kill", FaultClass::Kill),
@@ -21,6 +21,7 @@ pub const CLASSES: [(&str, FaultClass); 10] = [
     ("server-restart", FaultClass::ServerRestart),
     ("node-kill", FaultClass::NodeKill),
     ("failover", FaultClass::Failover),
+    ("session-kill", FaultClass::SessionKill),
 ];
 
 /// Parses a fault class name.
@@ -60,6 +61,8 @@ pub trait Target {
     fn services(&mut self, action: &str, member: &str) -> Result<(), String>;
     /// The Redis member Sentinel currently names as the primary.
     fn primary(&mut self) -> Result<String, String>;
+    /// Runs `scripts/services kill-session SERVER LOCK` (the `session-kill` fault).
+    fn kill_session(&mut self, server: &str, lock: &str) -> Result<(), String>;
 }
 
 /// Server-side members for the server fault classes, from the run's options.
@@ -71,6 +74,9 @@ pub struct ServerMembers {
     pub nodes: Vec<String>,
     /// Sentinel fails over (`failover`): the current primary is killed.
     pub sentinel: bool,
+    /// The run's lock names (the election's as its driver names it too): `session-kill`
+    /// ends the database session holding one of them.
+    pub locks: Vec<String>,
 }
 
 /// Injects one fault of `class`, lasting about `length`, and heals it.
@@ -145,6 +151,22 @@ pub async fn inject(
             }
             heal(Some(process));
         }
+        FaultClass::SessionKill => {
+            // `scripts/services kill-session SERVER LOCK`: the server ends the session of
+            // whoever holds LOCK now (`pg_terminate_backend`, `KILL CONNECTION`).
+            let member = servers
+                .restart
+                .clone()
+                .ok_or("no server to end sessions on (--server-member)")?;
+            if servers.locks.is_empty() {
+                return Err("no lock names for session-kill".into());
+            }
+            let lock = &servers.locks[rng.below(servers.locks.len() as u64) as usize];
+            fault(format!("the {member} session holding {lock} ended"), None);
+            target.kill_session(&member, lock)?;
+            tokio::time::sleep(length.min(Duration::from_millis(300))).await;
+            heal(None);
+        }
         FaultClass::ServerRestart | FaultClass::NodeKill | FaultClass::Failover => {
             let (member, length, detail) = match class {
                 FaultClass::ServerRestart => {
@@ -180,11 +202,6 @@ pub async fn inject(
             tokio::time::sleep(length).await;
             target.services("restart", &member)?;
             heal(None);
-        }
-        other => {
-            return Err(format!(
-                "fault class {other:?} is not injected by this runner"
-            ))
         }
     }
     Ok(())

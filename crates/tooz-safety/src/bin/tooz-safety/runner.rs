@@ -131,6 +131,11 @@ pub async fn run(args: RunArgs) -> Result<bool, String> {
         restart: args.server_member.clone(),
         nodes: args.nodes.clone(),
         sentinel: args.url.contains("sentinel="),
+        locks: vec![
+            format!("safety-{seed}-lock"),
+            format!("safety-{seed}-lock-long"),
+            format!("leader_of_safety-{seed}-group"),
+        ],
     };
     let nemesis = Recorder::open(&out.join("nemesis.jsonl"), 0, 0).map_err(|e| e.to_string())?;
     let mut rng = Rng::new(seed);
@@ -206,6 +211,13 @@ pub fn expectations(scheme: &str, ttl: Duration, recovery: Duration) -> Expectat
              while another client is granted the lock; fencing (C2, C3) protects the resource",
             )
         }
+        "postgresql" | "postgres" | "mysql" | "mariadb" => expect.tolerate(
+            CheckId::C1,
+            "session-bound: the server frees a client's locks when its session ends (the \
+             client silent for `timeout`: paused, cut off; or the session killed from \
+             another connection) before that client can learn it (at its next statement or \
+             heartbeat); fencing (C2, C3) protects the resource",
+        ),
         _ => expect,
     }
 }

@@ -11,8 +11,11 @@
 //! - [`JoinedGroups`]: the groups this member joined, with their capabilities, and
 //!   [`join_again`] for a backend that lost them;
 //! - [`fencing`]: fencing tokens made of an epoch and a counter;
-//! - [`holder`]: the value a lock key holds (acquisition nonce and member id).
+//! - [`holder`]: the value a lock key holds (acquisition nonce and member id);
+//! - [`Claims`]: local exclusion on server locks that are re-entrant per session (SQL
+//!   advisory and named locks), and hex for payloads and hashed names.
 
+pub(crate) mod claims;
 pub(crate) mod errors;
 pub(crate) mod fencing;
 mod held;
@@ -22,6 +25,7 @@ mod on_abandon;
 pub(crate) mod options;
 mod session;
 
+pub(crate) use claims::Claims;
 pub(crate) use held::HeldLocks;
 pub(crate) use joined::{join_again, JoinedGroups};
 pub(crate) use on_abandon::OnAbandon;
