@@ -27,8 +27,8 @@ pub(crate) struct HttpClient {
     client: Client<Connector, Full<Bytes>>,
     base: String,
     timeout: Duration,
-    /// Sent as `Authorization` when set.
-    token: std::sync::Arc<std::sync::RwLock<Option<String>>>,
+    /// Sent when set, as its header (`authorization` unless told otherwise).
+    token: std::sync::Arc<std::sync::RwLock<Option<(&'static str, String)>>>,
 }
 
 /// A reply: its status, headers and body.
@@ -43,6 +43,8 @@ pub(crate) enum Body {
     Empty,
     Json(Vec<u8>),
     Form(String),
+    /// Raw bytes (`application/octet-stream`), such as a Consul KV value.
+    Bytes(Vec<u8>),
 }
 
 fn tcp(timeout: Duration) -> HttpConnector {
@@ -103,7 +105,12 @@ impl HttpClient {
 
     /// Sends `Authorization: token` from now on.
     pub fn set_token(&self, token: Option<String>) {
-        *self.token.write().unwrap() = token;
+        self.set_token_header("authorization", token);
+    }
+
+    /// Sends `header: token` from now on (Consul's `X-Consul-Token`).
+    pub fn set_token_header(&self, header: &'static str, token: Option<String>) {
+        *self.token.write().unwrap() = token.map(|token| (header, token));
     }
 
     fn request(&self, method: &str, path: &str, body: Body) -> Result<Request<Full<Bytes>>> {
@@ -120,9 +127,13 @@ impl HttpClient {
                 builder = builder.header("content-type", "application/x-www-form-urlencoded");
                 form.into_bytes()
             }
+            Body::Bytes(bytes) => {
+                builder = builder.header("content-type", "application/octet-stream");
+                bytes
+            }
         };
-        if let Some(token) = self.token.read().unwrap().as_ref() {
-            builder = builder.header("authorization", token.as_str());
+        if let Some((header, token)) = self.token.read().unwrap().as_ref() {
+            builder = builder.header(*header, token.as_str());
         }
         builder
             .body(Full::new(Bytes::from(body)))
@@ -136,15 +147,24 @@ impl HttpClient {
         Error::Connection(format!("{}: {error}", self.base))
     }
 
-    fn timed_out(&self, path: &str) -> Error {
-        Error::OperationTimedOut(format!(
-            "{}{path}: no reply within {:?}",
-            self.base, self.timeout
-        ))
+    fn timed_out(&self, path: &str, timeout: Duration) -> Error {
+        Error::OperationTimedOut(format!("{}{path}: no reply within {timeout:?}", self.base))
     }
 
     /// One request and its whole reply.
     pub async fn call(&self, method: &str, path: &str, body: Body) -> Result<Reply> {
+        self.call_within(method, path, body, self.timeout).await
+    }
+
+    /// One request and its whole reply, bounded by `timeout` rather than the client's own
+    /// (a long poll, which the server holds open on purpose).
+    pub async fn call_within(
+        &self,
+        method: &str,
+        path: &str,
+        body: Body,
+        timeout: Duration,
+    ) -> Result<Reply> {
         let request = self.request(method, path, body)?;
         let exchange = async {
             let response = self
@@ -166,9 +186,9 @@ impl HttpClient {
                 body,
             })
         };
-        tokio::time::timeout(self.timeout, exchange)
+        tokio::time::timeout(timeout, exchange)
             .await
-            .map_err(|_| self.timed_out(path))?
+            .map_err(|_| self.timed_out(path, timeout))?
     }
 
     /// A request whose reply streams: its head, and the body's chunks as they come (the
@@ -182,7 +202,7 @@ impl HttpClient {
         let request = self.request(method, path, body)?;
         let response = tokio::time::timeout(self.timeout, self.client.request(request))
             .await
-            .map_err(|_| self.timed_out(path))?
+            .map_err(|_| self.timed_out(path, self.timeout))?
             .map_err(|e| self.connection_error(describe(&e)))?;
         let (status, headers) = (response.status(), response.headers().clone());
         let base = self.base.clone();
