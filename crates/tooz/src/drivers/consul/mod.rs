@@ -13,7 +13,7 @@
 //!
 //! | option | default | meaning |
 //! |---|---|---|
-//! | `ttl` | `timeout`, else 15 s | the session's TTL (whole seconds, 10 s to 24 h: Consul's range) |
+//! | `ttl` | `timeout`, else 15 s | the session's TTL (whole seconds, 10 s to 24 h: Consul's range; a `timeout` under 10 s gives 10 s) |
 //! | `namespace` | `tooz` | prefix of every key |
 //! | `token` (or Python's `acl_token`) | — | ACL token, sent as `X-Consul-Token`; never shown |
 //! | `lock_delay` | 15 s (Consul's) | the session's lock-delay, 0 to 60 s (see below) |
@@ -849,6 +849,31 @@ async fn follow(
                 return;
             }
         }
+    }
+}
+
+/// A driver dropped while started (its coordinator dropped without `stop`) ends its session
+/// in the background where a runtime is at hand, releasing its locks first: otherwise its
+/// locks and memberships would stay for up to twice the TTL.
+impl Drop for ConsulDriver {
+    fn drop(&mut self) {
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let held = self
+            .held
+            .lose_where(|_| true, LostReason::CoordinatorStopped);
+        let api = self.api.clone();
+        runtime.spawn(async move {
+            for held in held {
+                let query = format!("cas={}", held.index);
+                let _ = api.delete(&held.key, &query).await;
+            }
+            let _ = api.destroy_session(&session.id()).await;
+        });
     }
 }
 

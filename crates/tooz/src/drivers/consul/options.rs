@@ -11,7 +11,8 @@ const OWN_OPTIONS: [OptionSpec; 8] = [
     OptionSpec {
         name: "ttl",
         kind: OptionKind::Duration,
-        help: "TTL of the coordinator's Consul session (10 s to 24 h; default 15 s, or `timeout`)",
+        help: "TTL of the coordinator's Consul session (10 s to 24 h; default 15 s, or `timeout` \
+               raised to 10 s)",
     },
     OptionSpec {
         name: "token",
@@ -133,10 +134,13 @@ pub(super) fn settings(url: &DriverUrl) -> Result<(Settings, Options)> {
             reason: "one agent per consul:// URL".into(),
         });
     }
-    let ttl = options
-        .duration("ttl")
-        .or_else(|| options.duration("timeout"))
-        .unwrap_or(DEFAULT_TTL);
+    // `ttl` is Consul's and must be in its range; the common `timeout` is raised to
+    // Consul's shortest TTL.
+    let ttl = match (options.duration("ttl"), options.duration("timeout")) {
+        (Some(ttl), _) => ttl,
+        (None, Some(timeout)) => timeout.max(MIN_TTL),
+        (None, None) => DEFAULT_TTL,
+    };
     let ttl = Duration::from_secs(ttl.as_secs_f64().ceil() as u64);
     if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
         let name = if options.text("ttl").is_some() {
@@ -226,6 +230,8 @@ mod tests {
         assert_eq!(s.token.as_deref(), Some("a"));
         assert_eq!(s.lock_delay, Duration::from_millis(250));
         assert_eq!(s.ttl, Duration::from_secs(20));
+        // The common timeout is raised to Consul's shortest TTL; `ttl` is not.
+        assert_eq!(parse("consul://?timeout=2").unwrap().ttl, MIN_TTL);
     }
 
     #[test]
