@@ -92,6 +92,7 @@ impl Parsed {
             "memcached" => 11211,
             "zookeeper" => 2181,
             "etcd" | "etcd3" | "etcd3+http" => 2379,
+            "consul" => 8500,
             _ => return Shape::Unproxiable(format!("{driver} is not a network driver")),
         };
         if self.hosts.is_empty() {

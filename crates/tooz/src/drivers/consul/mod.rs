@@ -132,6 +132,8 @@ pub(crate) const FACTS: DriverFacts = DriverFacts {
 const LONG_POLL: Duration = Duration::from_secs(30);
 /// How long a waiter pauses when the key is free but Consul refused it (the lock-delay).
 const DELAY_RETRY: Duration = Duration::from_millis(200);
+/// How often the undoing of an acquire whose reply was lost is tried.
+const UNDO_RETRY: Duration = Duration::from_millis(100);
 /// How long a broken group watch waits before it reads again.
 const REWATCH_DELAY: Duration = Duration::from_millis(100);
 /// How many times a write that lost a race with another writer is tried again.
@@ -261,15 +263,32 @@ fn unclaim(claims: &Claims, name: &Id, nonce: &str) {
     }
 }
 
-/// Undoes an acquire whose outcome is unknown (its future dropped mid-call): deletes the key
-/// if it holds this acquisition's value, and drops the claim.
-async fn undo_acquire(api: Arc<Consul>, claims: Claims, name: Id, key: String, value: Vec<u8>) {
-    if let Ok((Some(entry), _)) = api.get(&key, true).await {
-        if entry.value == value && entry.session.is_some() {
-            let _ = api
+/// Undoes an acquire whose outcome is unknown (its reply lost, or its future dropped
+/// mid-call): deletes the key if it holds this acquisition's value, and drops the claim.
+/// Tried every [`UNDO_RETRY`] until Consul answers, for at most `give_up` (by then a session
+/// that could not be renewed has ended, and the key with it).
+async fn undo_acquire(
+    api: Arc<Consul>,
+    claims: Claims,
+    name: Id,
+    key: String,
+    value: Vec<u8>,
+    give_up: Duration,
+) {
+    let attempts = (give_up.as_millis() / UNDO_RETRY.as_millis()).max(1);
+    for _ in 0..attempts {
+        let undone = match api.get(&key, true).await {
+            Ok((Some(entry), _)) if entry.value == value && entry.session.is_some() => api
                 .delete(&key, &format!("cas={}", entry.modify_index))
-                .await;
+                .await
+                .map(|_| ()),
+            Ok(_) => Ok(()),
+            Err(error) => Err(error),
+        };
+        if undone.is_ok() {
+            break;
         }
+        tokio::time::sleep(UNDO_RETRY).await;
     }
     let nonce_len = value.iter().position(|b| *b == b':').unwrap_or(0);
     unclaim(
@@ -304,6 +323,7 @@ impl ConsulDriver {
                 req.name.clone(),
                 key.clone(),
                 value.clone(),
+                self.settings.ttl * 2,
             ),
         );
         let taken = self
@@ -322,7 +342,8 @@ impl ConsulDriver {
                 return Ok(None);
             }
             Err(error) => {
-                guard.undo_now().await;
+                // The lock may have been taken: undone in the background.
+                drop(guard);
                 return Err(error);
             }
         };
