@@ -5,6 +5,7 @@
 //! | `<ns>/locks/<name>` | the holder (`common::holder`; Python writes `I got it!`) |
 //! | `<ns>/groups/<group>/` | empty: the group exists |
 //! | `<ns>/groups/<group>/<member>` | the member's capabilities, msgpack |
+//! | `<ns>/epoch` | the store's epoch (seconds since 2020, decimal), tooz-rs only |
 //!
 //! A name is written as it is where Python tooz would write it and Consul can hold it: valid
 //! UTF-8 with no control character, no empty, `.` or `..` segment, not starting with `~`, and
@@ -62,6 +63,11 @@ impl Layout {
     /// `<ns>/locks/<name>`.
     pub(super) fn lock(&self, name: &Id) -> String {
         format!("{}/locks/{}", self.namespace, encode(name, true))
+    }
+
+    /// `<ns>/epoch`: the store's epoch, the high bits of fencing tokens (not Python's).
+    pub(super) fn epoch(&self) -> String {
+        format!("{}/epoch", self.namespace)
     }
 
     /// `<ns>/groups/`: every group is below it.

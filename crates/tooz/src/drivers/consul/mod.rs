@@ -40,8 +40,12 @@
 //! (Consul's `?acquire=<session>`, whose reply also gives the key's new `ModifyIndex`); its
 //! value is the acquisition's nonce and member (`common::holder`), so `get_leader` and
 //! `holder()` name the holder. The fencing token is that `ModifyIndex`, the raft index of the
-//! acquiring write: it grows with every write to the store, so it strictly increases across
-//! holders, and across deletions of the key (where `LockIndex` starts again at 1). Consul
+//! acquiring write, in the low 36 bits, under the store's epoch: the index grows with every
+//! write to the store, so it strictly increases across holders and across deletions of the
+//! key (where `LockIndex` starts again at 1); the epoch (seconds since 2020, kept in the key
+//! `<ns>/epoch`, written by the first client to find it missing) grows when a store loses its
+//! data and starts its indexes again (a dev-mode server restarted), as long as clients'
+//! clocks agree to better than the outage. Consul
 //! lets a session take a key it holds again, so the acquisitions of one coordinator exclude
 //! each other in the driver first. Release deletes the key if it is still the acquiring
 //! write (`DELETE ?cas=<ModifyIndex>`): one round trip, and no stale keys left behind
@@ -200,6 +204,8 @@ fn https(_: &Settings, _: &crate::url::Options) -> Result<HttpClient> {
 /// The started session: Consul's session id (replaced when lost) and where state changes go.
 struct Session {
     id: RwLock<String>,
+    /// The store's epoch when the session was made (the high bits of fencing tokens).
+    epoch: std::sync::atomic::AtomicU64,
     events: SessionEvents,
     /// Set when the groups must be joined again (a new session); cleared once they are.
     rejoin: Mutex<bool>,
@@ -275,6 +281,15 @@ async fn undo_acquire(
     value: Vec<u8>,
     give_up: Duration,
 ) {
+    // The claim goes at once, so that this coordinator's next acquisition need not wait for
+    // Consul: if this one's write lands after the next one's, the next one's refresh sees the
+    // key rewritten and reports it lost, and the delete below finds it changed.
+    let nonce_len = value.iter().position(|b| *b == b':').unwrap_or(0);
+    unclaim(
+        &claims,
+        &name,
+        std::str::from_utf8(&value[..nonce_len]).unwrap_or(""),
+    );
     let attempts = (give_up.as_millis() / UNDO_RETRY.as_millis()).max(1);
     for _ in 0..attempts {
         let undone = match api.get(&key, true).await {
@@ -290,12 +305,42 @@ async fn undo_acquire(
         }
         tokio::time::sleep(UNDO_RETRY).await;
     }
-    let nonce_len = value.iter().position(|b| *b == b':').unwrap_or(0);
-    unclaim(
-        &claims,
-        &name,
-        std::str::from_utf8(&value[..nonce_len]).unwrap_or(""),
-    );
+}
+
+/// Bits of a fencing token that carry the acquiring write's `ModifyIndex`; the bits above
+/// carry the epoch.
+const INDEX_BITS: u32 = 36;
+
+/// The fencing token of an acquiring write at `index` in `epoch`.
+fn fencing_token(epoch: u64, index: u64) -> FencingToken {
+    FencingToken((epoch << INDEX_BITS) | (index & ((1 << INDEX_BITS) - 1)))
+}
+
+/// Seconds since 2020-01-01, by this host's clock.
+fn epoch_now() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    now.saturating_sub(super::common::fencing::EPOCH_BASE_MS) / 1000
+}
+
+/// The store's epoch: read from its key, which the first client to find it missing writes
+/// (a new store, or one that lost its data, as a dev-mode server does when restarted).
+async fn store_epoch(api: &Consul, key: &str) -> Result<u64> {
+    for _ in 0..RACE_RETRIES {
+        if let (Some(entry), _) = api.get(key, true).await? {
+            return std::str::from_utf8(&entry.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| api::malformed(format!("the epoch key {key}")));
+        }
+        api.put(key, "cas=0", epoch_now().to_string().as_bytes())
+            .await?;
+    }
+    Err(api::malformed(format!(
+        "the epoch key {key} keeps vanishing"
+    )))
 }
 
 impl ConsulDriver {
@@ -361,7 +406,12 @@ impl ConsulDriver {
                 session,
             },
         );
-        Ok(Some(FencingToken(entry.modify_index)))
+        let epoch = self
+            .session
+            .get()?
+            .epoch
+            .load(std::sync::atomic::Ordering::Acquire);
+        Ok(Some(fencing_token(epoch, entry.modify_index)))
     }
 
     /// Whether the group's key exists.
@@ -416,6 +466,10 @@ impl ConsulDriver {
             )
             .await?;
         *session.id.write().unwrap() = id;
+        let epoch = store_epoch(&self.api, &self.layout.epoch()).await?;
+        session
+            .epoch
+            .store(epoch, std::sync::atomic::Ordering::Release);
         *session.rejoin.lock().unwrap() = true;
         Ok(())
     }
@@ -470,6 +524,7 @@ impl Driver for ConsulDriver {
     }
 
     async fn start(&self, events: SessionEvents) -> Result<()> {
+        let epoch = store_epoch(&self.api, &self.layout.epoch()).await?;
         let id = self
             .api
             .create_session(
@@ -482,6 +537,7 @@ impl Driver for ConsulDriver {
             id: RwLock::new(id),
             events,
             rejoin: Mutex::new(false),
+            epoch: epoch.into(),
         }));
         Ok(())
     }
@@ -910,6 +966,13 @@ impl std::fmt::Debug for ConsulDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_order_by_epoch_then_index() {
+        assert!(fencing_token(1, 3318) < fencing_token(2, 15));
+        assert!(fencing_token(7, 15) < fencing_token(7, 16));
+        assert!(epoch_now() > 200_000_000, "after 2026");
+    }
 
     #[test]
     fn debug_never_shows_the_token() {
