@@ -1,6 +1,6 @@
-//! The HTTP/1.1 client of the HTTP-based drivers (etcd's JSON gateway): one pool of
-//! keep-alive connections per driver, every request bounded by a timeout, JSON in and out,
-//! and streamed replies for watches.
+//! The HTTP/1.1 client of the HTTP-based drivers (etcd's v2 API and JSON gateway, Consul):
+//! one pool of keep-alive connections per driver, every request bounded by a timeout (a long
+//! poll by its own), JSON in and out, and streamed replies for watches.
 
 use std::time::Duration;
 

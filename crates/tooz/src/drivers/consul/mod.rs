@@ -7,6 +7,13 @@
 //! that is made again when Consul lost it (Python's driver failed every call until a
 //! restart).
 //!
+//! The lease-KV recipes (`lease_kv`, etcd v3's) are not used: a Consul session is a lease,
+//! but a key joins a session only by being locked with it (`acquire`), which is already the
+//! lock, and which the same session may take again; Consul's transactions compare a key's
+//! `ModifyIndex` only; and its blocking queries return a key's or prefix's current state
+//! rather than a stream of events from a revision. Consul's own primitives (`acquire` with
+//! the session, blocking queries on the key) give the lock directly, and one key per lock.
+//!
 //! # URL and options
 //!
 //! `consul://host[:port][?option=value...]` (localhost, 8500).
@@ -142,6 +149,8 @@ const UNDO_RETRY: Duration = Duration::from_millis(100);
 const REWATCH_DELAY: Duration = Duration::from_millis(100);
 /// How many times a write that lost a race with another writer is tried again.
 const RACE_RETRIES: usize = 16;
+/// How many times a join that raced with other joins of the group is tried again.
+const JOIN_RETRIES: usize = 256;
 /// Longest name accepted: a key is part of a request line, and a name may be base64'd.
 const MAX_NAME: usize = 2048;
 
@@ -637,7 +646,7 @@ impl Driver for ConsulDriver {
         let prefix = self.layout.group(group);
         let key = self.layout.member(group, member);
         let value = caps.to_msgpack();
-        for _ in 0..RACE_RETRIES {
+        for _ in 0..JOIN_RETRIES {
             let (dir, _) = self.api.get(&prefix, false).await?;
             let Some(dir) = dir else {
                 return Err(group_not_created(group));
@@ -662,8 +671,13 @@ impl Driver for ConsulDriver {
                     }
                     return Ok(());
                 }
-                // The group changed (another join, a delete): read it again.
-                Err(rollback) if rollback.op == 0 => continue,
+                // The group changed (another join, a delete): read it again, after a pause
+                // that spreads out joins racing on one group.
+                Err(rollback) if rollback.op == 0 => {
+                    let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0] % 8);
+                    tokio::time::sleep(Duration::from_millis(1 + jitter)).await;
+                    continue;
+                }
                 Err(rollback) if rollback.op == 1 => {
                     return Err(member_already_exist(group, member))
                 }
@@ -801,6 +815,9 @@ impl Driver for ConsulDriver {
     ) -> Result<Option<FencingToken>> {
         check_mode(req)?;
         let key = self.layout.lock(&req.name);
+        // Reads that found the key free right after a refused try: the first is a release
+        // between the two (try again at once), a second in a row is Consul's lock-delay.
+        let mut found_free = 0u32;
         loop {
             if let Some(token) = self.try_once(req).await? {
                 return Ok(Some(token));
@@ -817,11 +834,17 @@ impl Driver for ConsulDriver {
             match entry {
                 // Held: wait for the key to change (a release, a delete, an expiry).
                 Some(entry) if entry.session.is_some() => {
+                    found_free = 0;
                     self.api.wait_key(&key, index, limit).await?;
                 }
-                // Free, but taken a moment ago by an acquisition of ours, or held back by
-                // Consul's lock-delay: try again shortly.
-                _ => tokio::time::sleep(DELAY_RETRY.min(limit)).await,
+                // Free: released since the try, taken a moment ago by an acquisition of
+                // ours, or held back by Consul's lock-delay.
+                _ => {
+                    found_free += 1;
+                    if found_free > 1 {
+                        tokio::time::sleep(DELAY_RETRY.min(limit)).await;
+                    }
+                }
             }
         }
     }
