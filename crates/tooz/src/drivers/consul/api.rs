@@ -240,9 +240,11 @@ impl Consul {
         self.read(prefix, "recurse", Some((index, wait))).await
     }
 
-    /// The key names one level below `prefix` (`keys&separator=/`).
-    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>> {
-        let target = format!("/v1/kv/{}?keys&separator=/", path_of(prefix));
+    /// The key names below `prefix` (`?keys`); one level below it only if `one_level`
+    /// (`&separator=/`).
+    pub async fn keys(&self, prefix: &str, one_level: bool) -> Result<Vec<String>> {
+        let separator = if one_level { "&separator=/" } else { "" };
+        let target = format!("/v1/kv/{}?keys{separator}", path_of(prefix));
         let reply = self.http.call("GET", &target, Body::Empty).await?;
         match reply.status.as_u16() {
             200 => serde_json::from_slice(&reply.body).map_err(malformed),

@@ -143,6 +143,8 @@ pub(crate) const FACTS: DriverFacts = DriverFacts {
 const LONG_POLL: Duration = Duration::from_secs(30);
 /// How long a waiter pauses when the key is free but Consul refused it (the lock-delay).
 const DELAY_RETRY: Duration = Duration::from_millis(200);
+/// How long a waiter pauses when it found the key free twice in a row without taking it.
+const LOCAL_RETRY: Duration = Duration::from_millis(20);
 /// How often the undoing of an acquire whose reply was lost is tried.
 const UNDO_RETRY: Duration = Duration::from_millis(100);
 /// How long a broken group watch waits before it reads again.
@@ -234,6 +236,17 @@ struct Held {
     /// The `ModifyIndex` of the acquiring write.
     index: u64,
     session: String,
+}
+
+/// What one try to take a lock found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// Taken, with this token.
+    Taken(FencingToken),
+    /// Held by someone (or by another acquisition of this coordinator).
+    Held,
+    /// Free, but held back by Consul's lock-delay.
+    Delayed,
 }
 
 /// Lock names taken (or being taken) by this coordinator, with the acquisition's nonce.
@@ -357,13 +370,13 @@ impl ConsulDriver {
         Ok(self.session.get()?.id())
     }
 
-    /// One attempt: the token, or `None` when the lock is taken.
-    async fn try_once(&self, req: &LockRequest) -> Result<Option<FencingToken>> {
+    /// One attempt: the token, or why not.
+    async fn try_once(&self, req: &LockRequest) -> Result<Attempt> {
         let session = self.session_id()?;
         {
             let mut claims = self.claims.lock().unwrap();
             if claims.contains_key(&req.name) {
-                return Ok(None);
+                return Ok(Attempt::Held);
             }
             claims.insert(req.name.clone(), req.nonce.clone());
         }
@@ -390,10 +403,14 @@ impl ConsulDriver {
             .await;
         let entry = match taken {
             Ok(Ok(entries)) => entries.into_iter().find(|e| e.key == key),
-            Ok(Err(_)) => {
+            Ok(Err(rollback)) => {
                 guard.disarm();
                 unclaim(&self.claims, &req.name, &req.nonce);
-                return Ok(None);
+                return Ok(if rollback.what.contains("lock delay") {
+                    Attempt::Delayed
+                } else {
+                    Attempt::Held
+                });
             }
             Err(error) => {
                 // The lock may have been taken: undone in the background.
@@ -420,7 +437,7 @@ impl ConsulDriver {
             .get()?
             .epoch
             .load(std::sync::atomic::Ordering::Acquire);
-        Ok(Some(fencing_token(epoch, entry.modify_index)))
+        Ok(Attempt::Taken(fencing_token(epoch, entry.modify_index)))
     }
 
     /// Whether the group's key exists.
@@ -634,7 +651,7 @@ impl Driver for ConsulDriver {
     }
 
     async fn get_groups(&self) -> Result<BTreeSet<Id>> {
-        let keys = self.api.keys(&self.layout.groups()).await?;
+        let keys = self.api.keys(&self.layout.groups(), true).await?;
         Ok(keys
             .iter()
             .filter_map(|k| self.layout.group_of(k))
@@ -732,9 +749,17 @@ impl Driver for ConsulDriver {
             .collect()
     }
 
+    /// The keys alone (`?keys`): no values to send and decode.
     async fn get_members(&self, group: &Id) -> Result<BTreeSet<Id>> {
-        let (members, _) = self.read_group(group).await?;
-        Ok(members.into_iter().map(|(id, _)| id).collect())
+        let prefix = self.layout.group(group);
+        let keys = self.api.keys(&prefix, false).await?;
+        if !keys.iter().any(|k| *k == prefix) {
+            return Err(group_not_created(group));
+        }
+        Ok(keys
+            .iter()
+            .filter_map(|k| self.layout.member_of(&prefix, k))
+            .collect())
     }
 
     async fn get_member_info(&self, group: &Id, member: &Id) -> Result<MemberInfo> {
@@ -805,7 +830,10 @@ impl Driver for ConsulDriver {
 
     async fn lock_try_acquire(&self, req: &LockRequest) -> Result<Option<FencingToken>> {
         check_mode(req)?;
-        self.try_once(req).await
+        match self.try_once(req).await? {
+            Attempt::Taken(token) => Ok(Some(token)),
+            Attempt::Held | Attempt::Delayed => Ok(None),
+        }
     }
 
     async fn lock_acquire(
@@ -815,11 +843,10 @@ impl Driver for ConsulDriver {
     ) -> Result<Option<FencingToken>> {
         check_mode(req)?;
         let key = self.layout.lock(&req.name);
-        // Reads that found the key free right after a refused try: the first is a release
-        // between the two (try again at once), a second in a row is Consul's lock-delay.
         let mut found_free = 0u32;
         loop {
-            if let Some(token) = self.try_once(req).await? {
+            let attempt = self.try_once(req).await?;
+            if let Attempt::Taken(token) = attempt {
                 return Ok(Some(token));
             }
             let limit = match deadline {
@@ -830,20 +857,24 @@ impl Driver for ConsulDriver {
             if limit.is_zero() {
                 return Ok(None);
             }
+            if attempt == Attempt::Delayed {
+                // Consul holds the key back for the lock-delay of a session that ended.
+                tokio::time::sleep(DELAY_RETRY.min(limit)).await;
+                continue;
+            }
+            // Held: wait for the key to change (a release, a delete, an expiry). Found free,
+            // it changed hands since the try (or an acquisition of ours is under way): try
+            // again at once.
+            // Twice in a row, something of ours holds the name (an acquisition under way,
+            // or a holder whose key was broken and whose refresh has not seen it yet): pause.
             let (entry, index) = self.api.get(&key, true).await?;
-            match entry {
-                // Held: wait for the key to change (a release, a delete, an expiry).
-                Some(entry) if entry.session.is_some() => {
-                    found_free = 0;
-                    self.api.wait_key(&key, index, limit).await?;
-                }
-                // Free: released since the try, taken a moment ago by an acquisition of
-                // ours, or held back by Consul's lock-delay.
-                _ => {
-                    found_free += 1;
-                    if found_free > 1 {
-                        tokio::time::sleep(DELAY_RETRY.min(limit)).await;
-                    }
+            if entry.is_some_and(|e| e.session.is_some()) {
+                found_free = 0;
+                self.api.wait_key(&key, index, limit).await?;
+            } else {
+                found_free += 1;
+                if found_free > 1 {
+                    tokio::time::sleep(LOCAL_RETRY.min(limit)).await;
                 }
             }
         }
