@@ -143,7 +143,7 @@ pub(crate) const FACTS: DriverFacts = DriverFacts {
 const LONG_POLL: Duration = Duration::from_secs(30);
 /// How long a waiter pauses when the key is free but Consul refused it (the lock-delay).
 const DELAY_RETRY: Duration = Duration::from_millis(200);
-/// How long a waiter pauses when it found the key free twice in a row without taking it.
+/// How long a waiter pauses when it found the key free but claimed by this coordinator.
 const LOCAL_RETRY: Duration = Duration::from_millis(20);
 /// How often the undoing of an acquire whose reply was lost is tried.
 const UNDO_RETRY: Duration = Duration::from_millis(100);
@@ -843,7 +843,6 @@ impl Driver for ConsulDriver {
     ) -> Result<Option<FencingToken>> {
         check_mode(req)?;
         let key = self.layout.lock(&req.name);
-        let mut found_free = 0u32;
         loop {
             let attempt = self.try_once(req).await?;
             if let Attempt::Taken(token) = attempt {
@@ -865,17 +864,13 @@ impl Driver for ConsulDriver {
             // Held: wait for the key to change (a release, a delete, an expiry). Found free,
             // it changed hands since the try (or an acquisition of ours is under way): try
             // again at once.
-            // Twice in a row, something of ours holds the name (an acquisition under way,
-            // or a holder whose key was broken and whose refresh has not seen it yet): pause.
             let (entry, index) = self.api.get(&key, true).await?;
             if entry.is_some_and(|e| e.session.is_some()) {
-                found_free = 0;
                 self.api.wait_key(&key, index, limit).await?;
-            } else {
-                found_free += 1;
-                if found_free > 1 {
-                    tokio::time::sleep(LOCAL_RETRY.min(limit)).await;
-                }
+            } else if self.claims.lock().unwrap().contains_key(&req.name) {
+                // Free, yet claimed here: an acquisition of ours under way, or a holder whose
+                // key was broken and whose refresh has not seen it yet. Pause.
+                tokio::time::sleep(LOCAL_RETRY.min(limit)).await;
             }
         }
     }
