@@ -754,7 +754,7 @@ impl Driver for ConsulDriver {
     async fn get_members(&self, group: &Id) -> Result<BTreeSet<Id>> {
         let prefix = self.layout.group(group);
         let keys = self.api.keys(&prefix, false).await?;
-        if !keys.iter().any(|k| *k == prefix) {
+        if !keys.contains(&prefix) {
             return Err(group_not_created(group));
         }
         Ok(keys
