@@ -216,3 +216,53 @@ async fn the_lock_delay_holds_a_dead_sessions_lock_back() {
         .expect("free at once after a release");
     assert!(again.release().await.expect("release"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exclusive_waiter_waits_for_shared_holders_and_back() {
+    if !server_up() {
+        return;
+    }
+    let (a, b) = (
+        support::started(&base(), unique("reader").as_str()).await,
+        support::started(&base(), unique("writer").as_str()).await,
+    );
+    let lock = unique("lock");
+    let reader = a
+        .lock(lock.as_str())
+        .acquire_shared()
+        .await
+        .expect("shared");
+    let writer_lock = b.lock(lock.as_str());
+    let waiting = writer_lock.acquire();
+    tokio::pin!(waiting);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut waiting)
+            .await
+            .is_err(),
+        "an exclusive hold while a shared one is held"
+    );
+    let reader_token = reader.fencing_token();
+    let released = Instant::now();
+    assert!(reader.release().await.expect("release"));
+    let writer = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the writer is woken")
+        .expect("acquire");
+    eprintln!("writer in {:?} after the reader left", released.elapsed());
+    assert!(writer.fencing_token() > reader_token);
+    // And a shared waiter waits for the exclusive holder.
+    let reader_lock = a.lock(lock.as_str());
+    let waiting = reader_lock.acquire_shared();
+    tokio::pin!(waiting);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut waiting)
+            .await
+            .is_err()
+    );
+    assert!(writer.release().await.expect("release"));
+    let reader = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the reader is woken")
+        .expect("acquire shared");
+    assert!(reader.release().await.expect("release"));
+}

@@ -37,6 +37,10 @@ pub(super) enum Op<'a> {
     },
     /// Fails unless the key does not exist.
     CheckNotExists { key: &'a str },
+    /// Fails unless the key's `ModifyIndex` is `index`.
+    CheckIndex { key: &'a str, index: u64 },
+    /// Reads every key below `prefix` (fails nothing).
+    GetTree { prefix: &'a str },
     /// Writes `value` and takes the key for `session`.
     Lock {
         key: &'a str,
@@ -51,6 +55,10 @@ impl Op<'_> {
             Op::Cas { key, value, index } => json!({"KV": {
                 "Verb": "cas", "Key": key, "Value": STANDARD.encode(value), "Index": index}}),
             Op::CheckNotExists { key } => json!({"KV": {"Verb": "check-not-exists", "Key": key}}),
+            Op::CheckIndex { key, index } => {
+                json!({"KV": {"Verb": "check-index", "Key": key, "Index": index}})
+            }
+            Op::GetTree { prefix } => json!({"KV": {"Verb": "get-tree", "Key": prefix}}),
             Op::Lock {
                 key,
                 value,

@@ -5,6 +5,7 @@
 //! | `<ns>/locks/<name>` | the holder (`common::holder`; Python writes `I got it!`) |
 //! | `<ns>/groups/<group>/` | empty: the group exists |
 //! | `<ns>/groups/<group>/<member>` | the member's capabilities, msgpack |
+//! | `<ns>/shared/<name>/<nonce>` | a shared holder of lock `<name>`, tooz-rs only |
 //! | `<ns>/epoch` | the store's epoch (seconds since 2020, decimal), tooz-rs only |
 //!
 //! A name is written as it is where Python tooz would write it and Consul can hold it: valid
@@ -63,6 +64,11 @@ impl Layout {
     /// `<ns>/locks/<name>`.
     pub(super) fn lock(&self, name: &Id) -> String {
         format!("{}/locks/{}", self.namespace, encode(name, true))
+    }
+
+    /// `<ns>/shared/<name>/`: the prefix of the shared holders of a lock (not Python's).
+    pub(super) fn shared(&self, name: &Id) -> String {
+        format!("{}/shared/{}/", self.namespace, encode(name, true))
     }
 
     /// `<ns>/epoch`: the store's epoch, the high bits of fencing tokens (not Python's).

@@ -62,6 +62,12 @@
 //! it to change: woken by push, in no particular order (no queue). Each heartbeat checks the
 //! held keys (`?consistent`): one gone or taken by someone else was broken (`lost()`).
 //!
+//! **Shared locks** (tooz-rs only): a shared holder takes a key of its own,
+//! `<ns>/shared/<name>/<nonce>`, in a transaction that checks the lock key is free as just
+//! read (absent, or at the index read with no session); an exclusive try reads the shared
+//! keys in its own transaction (`get-tree`) and, finding any, gives the lock key back and
+//! waits for them to change. Python tooz's exclusive lock does not look at shared holders.
+//!
 //! **Lock-delay.** When a session ends (expired, destroyed, or its node failed), Consul
 //! refuses to let anyone take the keys it held for the lock-delay (default 15 s), so a holder
 //! that paused past its TTL has time to notice. Measured on Consul 1.8.7: an explicit
@@ -132,10 +138,7 @@ pub(crate) const FACTS: DriverFacts = DriverFacts {
         C::Sequential,
         C::Serializable,
     ]),
-    support: Support {
-        shared_locks: false,
-        ..Support::ALL
-    },
+    support: Support::ALL,
     poll_interval: DEFAULT_POLL_INTERVAL,
     options: &OPTIONS,
 };
@@ -248,6 +251,8 @@ enum Attempt {
     Held,
     /// Free, but held back by Consul's lock-delay.
     Delayed,
+    /// Free, but held shared (an exclusive try only).
+    Readers,
 }
 
 /// Lock names taken (or being taken) by this coordinator, with the acquisition's nonce.
@@ -264,17 +269,6 @@ pub struct ConsulDriver {
     joined: JoinedGroups,
     held: Arc<HeldLocks<Held>>,
     claims: Claims,
-}
-
-fn check_mode(req: &LockRequest) -> Result<()> {
-    match req.mode {
-        LockMode::Exclusive => Ok(()),
-        LockMode::Shared => Err(Error::NotImplemented {
-            driver: "consul",
-            operation: "shared locks",
-            reason: "a Consul key has one holder",
-        }),
-    }
 }
 
 fn caps_of(value: &[u8]) -> Result<Capabilities> {
@@ -373,6 +367,9 @@ impl ConsulDriver {
 
     /// One attempt: the token, or why not.
     async fn try_once(&self, req: &LockRequest) -> Result<Attempt> {
+        if req.mode == LockMode::Shared {
+            return self.try_shared(req).await;
+        }
         let session = self.session_id()?;
         {
             let mut claims = self.claims.lock().unwrap();
@@ -394,15 +391,35 @@ impl ConsulDriver {
                 self.settings.ttl * 2,
             ),
         );
+        let shared = self.layout.shared(&req.name);
         let taken = self
             .api
-            .txn(&[Op::Lock {
-                key: &key,
-                value: &value,
-                session: &session,
-            }])
+            .txn(&[
+                Op::Lock {
+                    key: &key,
+                    value: &value,
+                    session: &session,
+                },
+                Op::GetTree { prefix: &shared },
+            ])
             .await;
         let entry = match taken {
+            Ok(Ok(entries)) if entries.iter().any(|e| e.key.starts_with(&shared)) => {
+                // Shared holders: give the key back (in the background if Consul does not
+                // answer) and wait for them.
+                let index = entries
+                    .iter()
+                    .find(|e| e.key == key)
+                    .map_or(0, |e| e.modify_index);
+                match self.api.delete(&key, &format!("cas={index}")).await {
+                    Ok(_) => {
+                        guard.disarm();
+                        unclaim(&self.claims, &req.name, &req.nonce);
+                    }
+                    Err(_) => drop(guard),
+                }
+                return Ok(Attempt::Readers);
+            }
             Ok(Ok(entries)) => entries.into_iter().find(|e| e.key == key),
             Ok(Err(rollback)) => {
                 guard.disarm();
@@ -439,6 +456,82 @@ impl ConsulDriver {
             .epoch
             .load(std::sync::atomic::Ordering::Acquire);
         Ok(Attempt::Taken(fencing_token(epoch, entry.modify_index)))
+    }
+
+    /// The epoch of the current session.
+    fn epoch(&self) -> Result<u64> {
+        Ok(self
+            .session
+            .get()?
+            .epoch
+            .load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    /// One attempt at a shared hold: a key of its own below `<ns>/shared/<name>/`, taken by
+    /// the session in a transaction that also checks the lock key is as just read, free.
+    async fn try_shared(&self, req: &LockRequest) -> Result<Attempt> {
+        let session = self.session_id()?;
+        let key = self.layout.lock(&req.name);
+        let mine = format!("{}{}", self.layout.shared(&req.name), req.nonce);
+        let (entry, _) = self.api.get(&key, true).await?;
+        let check = match &entry {
+            Some(e) if e.session.is_some() => return Ok(Attempt::Held),
+            Some(e) => Op::CheckIndex {
+                key: &key,
+                index: e.modify_index,
+            },
+            None => Op::CheckNotExists { key: &key },
+        };
+        let value = holder_value(&req.nonce, &self.member);
+        let guard = OnAbandon::spawn(
+            tokio::runtime::Handle::current(),
+            undo_acquire(
+                self.api.clone(),
+                self.claims.clone(),
+                req.name.clone(),
+                mine.clone(),
+                value.clone(),
+                self.settings.ttl * 2,
+            ),
+        );
+        let ops = [
+            check,
+            Op::Lock {
+                key: &mine,
+                value: &value,
+                session: &session,
+            },
+        ];
+        let entry = match self.api.txn(&ops).await {
+            Ok(Ok(entries)) => entries.into_iter().find(|e| e.key == mine),
+            Ok(Err(rollback)) => {
+                guard.disarm();
+                return Ok(if rollback.what.contains("lock delay") {
+                    Attempt::Delayed
+                } else {
+                    Attempt::Held
+                });
+            }
+            Err(error) => {
+                drop(guard);
+                return Err(error);
+            }
+        };
+        guard.disarm();
+        let entry = entry.ok_or_else(|| api::malformed("a lock operation that reported no key"))?;
+        self.held.insert(
+            req,
+            Held {
+                name: req.name.clone(),
+                key: mine,
+                index: entry.modify_index,
+                session,
+            },
+        );
+        Ok(Attempt::Taken(fencing_token(
+            self.epoch()?,
+            entry.modify_index,
+        )))
     }
 
     /// Whether the group's key exists.
@@ -830,10 +923,9 @@ impl Driver for ConsulDriver {
     }
 
     async fn lock_try_acquire(&self, req: &LockRequest) -> Result<Option<FencingToken>> {
-        check_mode(req)?;
         match self.try_once(req).await? {
             Attempt::Taken(token) => Ok(Some(token)),
-            Attempt::Held | Attempt::Delayed => Ok(None),
+            Attempt::Held | Attempt::Delayed | Attempt::Readers => Ok(None),
         }
     }
 
@@ -842,7 +934,6 @@ impl Driver for ConsulDriver {
         req: &LockRequest,
         deadline: Option<Instant>,
     ) -> Result<Option<FencingToken>> {
-        check_mode(req)?;
         let key = self.layout.lock(&req.name);
         loop {
             let attempt = self.try_once(req).await?;
@@ -856,6 +947,15 @@ impl Driver for ConsulDriver {
             .min(LONG_POLL);
             if limit.is_zero() {
                 return Ok(None);
+            }
+            if attempt == Attempt::Readers {
+                // Wait for the shared holders to change.
+                let shared = self.layout.shared(&req.name);
+                let (holders, index) = self.api.get_prefix(&shared).await?;
+                if !holders.is_empty() {
+                    self.api.wait_prefix(&shared, index, limit).await?;
+                }
+                continue;
             }
             if attempt == Attempt::Delayed {
                 // Consul holds the key back for the lock-delay of a session that ended.
@@ -903,9 +1003,17 @@ impl Driver for ConsulDriver {
 
     async fn lock_break(&self, name: &Id) -> Result<bool> {
         let key = self.layout.lock(name);
+        // Shared holders are broken all at once.
+        let shared = self.layout.shared(name);
+        let readers = !self.api.keys(&shared, false).await?.is_empty()
+            && self.api.delete(&shared, "recurse").await?;
+        if readers {
+            self.held
+                .lose_where(|h| h.key.starts_with(&shared), LostReason::Broken);
+        }
         let (entry, _) = self.api.get(&key, true).await?;
         let Some(entry) = entry.filter(|e| e.session.is_some()) else {
-            return Ok(false);
+            return Ok(readers);
         };
         let broken = self
             .api
@@ -922,7 +1030,7 @@ impl Driver for ConsulDriver {
                 claims.remove(&held.name);
             }
         }
-        Ok(broken)
+        Ok(broken || readers)
     }
 
     async fn lock_holder(&self, name: &Id) -> Result<Option<Id>> {
