@@ -16,11 +16,18 @@
 //!   HTTP/1.1 written by hand on one connection;
 //! - etcd3+http: the same two transactions as JSON `POST /v3/kv/txn` requests, HTTP/1.1 written
 //!   by hand on one keep-alive TCP connection;
+<<<<<<< HEAD
 //! - postgresql: the lock recipe's own two statements, prepared, on one held connection with
 //!   no tooz code: `pg_try_advisory_lock` with the fencing counter bumped in the driver's
 //!   table (one statement), then `pg_advisory_unlock` + `pg_notify` (one statement);
 //! - mysql: the same for MySQL / MariaDB: `INSERT ... WHERE GET_LOCK(?, 0) = 1 ON DUPLICATE
 //!   KEY UPDATE` (acquire and counter), then `RELEASE_LOCK`;
+=======
+//! - consul: the lock recipe's two requests, HTTP/1.1 written by hand on one keep-alive
+//!   connection (a session created once beforehand): acquire = `PUT /v1/txn` with one `lock`
+//!   operation (its reply gives the key's `ModifyIndex`), release = `DELETE /v1/kv/<key>?cas=`
+//!   that index;
+>>>>>>> wip-consul
 //! - zake: none (an in-process server has no round trip).
 
 use std::io::{Read, Write};
@@ -96,6 +103,7 @@ pub async fn measure(ctx: &Ctx) -> (Figures, Option<String>) {
         "etcd3" => etcd3(ctx, &url).await,
         "etcd3+http" => etcd3_http(ctx, &url),
         "etcd" => etcd_v2(ctx, &url),
+        "consul" => consul(ctx, &url),
         "file" => (file(ctx, &url.path()), None),
         "ipc" => (ipc(ctx), None),
         "zake" => (
@@ -501,12 +509,16 @@ struct Gateway {
 
 impl Gateway {
     fn connect(url: &tooz::DriverUrl) -> Result<Self, String> {
-        let write = connect(url, 2379)?;
+        Self::connect_to(url, 2379)
+    }
+
+    fn connect_to(url: &tooz::DriverUrl, default_port: u16) -> Result<Self, String> {
+        let write = connect(url, default_port)?;
         let read = std::io::BufReader::new(write.try_clone().map_err(|e| e.to_string())?);
         let host = format!(
             "{}:{}",
             url.host().unwrap_or("127.0.0.1"),
-            url.port().unwrap_or(2379)
+            url.port().unwrap_or(default_port)
         );
         Ok(Gateway {
             write,
@@ -716,6 +728,55 @@ fn etcd_v2(ctx: &Ctx, url: &tooz::DriverUrl) -> (Figures, Option<String>) {
         server.call(&acquire)?;
         server.call(&release).map(drop)
     });
+    (figures, version)
+}
+
+fn consul(ctx: &Ctx, url: &tooz::DriverUrl) -> (Figures, Option<String>) {
+    if ctx.url.contains("protocol=https") || ctx.url.contains("token=") {
+        return (
+            Err("over TLS or with an ACL token: no floor written".into()),
+            None,
+        );
+    }
+    let mut server = match Gateway::connect_to(url, 8500) {
+        Ok(g) => g,
+        Err(e) => return (Err(e), None),
+    };
+    let agent = server.request("GET", "/v1/agent/self", "");
+    let version = server.call(&agent).ok().and_then(|v| {
+        v["Config"]["Version"]
+            .as_str()
+            .map(|v| format!("Consul {v}"))
+    });
+    let create = server.request(
+        "PUT",
+        "/v1/session/create",
+        r#"{"Name":"floor","TTL":"30s","Behavior":"delete","LockDelay":"0s"}"#,
+    );
+    let session = match server.call(&create) {
+        Ok(reply) => reply["ID"].as_str().unwrap_or("").to_string(),
+        Err(e) => return (Err(format!("session: {e}")), version),
+    };
+    // A lock key as the driver names it and a value of the driver's length (nonce, ':',
+    // member id).
+    let key = format!("tooz/locks/{}-floor", ctx.prefix);
+    let value = base64(format!("{}:floor", "0".repeat(32)).as_bytes());
+    let acquire = server.request(
+        "PUT",
+        "/v1/txn",
+        &json!([{"KV": {"Verb": "lock", "Key": key, "Value": value, "Session": session}}])
+            .to_string(),
+    );
+    let figures = timed(ctx, "PUT /v1/txn lock + DELETE ?cas", || {
+        let reply = server.call(&acquire)?;
+        let index = reply["Results"][0]["KV"]["ModifyIndex"]
+            .as_u64()
+            .ok_or_else(|| std::io::Error::other(format!("acquire: {reply}")))?;
+        let release = server.request("DELETE", &format!("/v1/kv/{key}?cas={index}"), "");
+        server.call(&release).map(drop)
+    });
+    let destroy = server.request("PUT", &format!("/v1/session/destroy/{session}"), "");
+    let _ = server.call(&destroy);
     (figures, version)
 }
 

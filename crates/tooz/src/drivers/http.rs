@@ -1,6 +1,6 @@
-//! The HTTP/1.1 client of the HTTP-based drivers (etcd's JSON gateway): one pool of
-//! keep-alive connections per driver, every request bounded by a timeout, JSON in and out,
-//! and streamed replies for watches.
+//! The HTTP/1.1 client of the HTTP-based drivers (etcd's v2 API and JSON gateway, Consul):
+//! one pool of keep-alive connections per driver, every request bounded by a timeout (a long
+//! poll by its own), JSON in and out, and streamed replies for watches.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -29,9 +29,9 @@ pub(crate) struct HttpClient {
     client: Arc<Pool>,
     base: String,
     timeout: Duration,
-    /// Sent as `Authorization` when set (this client's own, even where the connections are
-    /// shared).
-    token: Arc<std::sync::RwLock<Option<String>>>,
+    /// Sent when set, as its header (`authorization` unless told otherwise): this client's
+    /// own, even where the connections are shared.
+    token: Arc<std::sync::RwLock<Option<(&'static str, String)>>>,
 }
 
 /// The plain-HTTP clients of this process, by runtime, server and timeout.
@@ -52,6 +52,8 @@ pub(crate) enum Body {
     Empty,
     Json(Vec<u8>),
     Form(String),
+    /// Raw bytes (`application/octet-stream`), such as a Consul KV value.
+    Bytes(Vec<u8>),
 }
 
 fn tcp(timeout: Duration) -> HttpConnector {
@@ -133,7 +135,12 @@ impl HttpClient {
 
     /// Sends `Authorization: token` from now on.
     pub fn set_token(&self, token: Option<String>) {
-        *self.token.write().unwrap() = token;
+        self.set_token_header("authorization", token);
+    }
+
+    /// Sends `header: token` from now on (Consul's `X-Consul-Token`).
+    pub fn set_token_header(&self, header: &'static str, token: Option<String>) {
+        *self.token.write().unwrap() = token.map(|token| (header, token));
     }
 
     fn request(&self, method: &str, path: &str, body: Body) -> Result<Request<Full<Bytes>>> {
@@ -150,9 +157,13 @@ impl HttpClient {
                 builder = builder.header("content-type", "application/x-www-form-urlencoded");
                 form.into_bytes()
             }
+            Body::Bytes(bytes) => {
+                builder = builder.header("content-type", "application/octet-stream");
+                bytes
+            }
         };
-        if let Some(token) = self.token.read().unwrap().as_ref() {
-            builder = builder.header("authorization", token.as_str());
+        if let Some((header, token)) = self.token.read().unwrap().as_ref() {
+            builder = builder.header(*header, token.as_str());
         }
         builder
             .body(Full::new(Bytes::from(body)))
@@ -166,15 +177,24 @@ impl HttpClient {
         Error::Connection(format!("{}: {error}", self.base))
     }
 
-    fn timed_out(&self, path: &str) -> Error {
-        Error::OperationTimedOut(format!(
-            "{}{path}: no reply within {:?}",
-            self.base, self.timeout
-        ))
+    fn timed_out(&self, path: &str, timeout: Duration) -> Error {
+        Error::OperationTimedOut(format!("{}{path}: no reply within {timeout:?}", self.base))
     }
 
     /// One request and its whole reply.
     pub async fn call(&self, method: &str, path: &str, body: Body) -> Result<Reply> {
+        self.call_within(method, path, body, self.timeout).await
+    }
+
+    /// One request and its whole reply, bounded by `timeout` rather than the client's own
+    /// (a long poll, which the server holds open on purpose).
+    pub async fn call_within(
+        &self,
+        method: &str,
+        path: &str,
+        body: Body,
+        timeout: Duration,
+    ) -> Result<Reply> {
         let request = self.request(method, path, body)?;
         let exchange = async {
             let response = self
@@ -196,9 +216,9 @@ impl HttpClient {
                 body,
             })
         };
-        tokio::time::timeout(self.timeout, exchange)
+        tokio::time::timeout(timeout, exchange)
             .await
-            .map_err(|_| self.timed_out(path))?
+            .map_err(|_| self.timed_out(path, timeout))?
     }
 
     /// A request whose reply streams: its head, and the body's chunks as they come (the
@@ -212,7 +232,7 @@ impl HttpClient {
         let request = self.request(method, path, body)?;
         let response = tokio::time::timeout(self.timeout, self.client.request(request))
             .await
-            .map_err(|_| self.timed_out(path))?
+            .map_err(|_| self.timed_out(path, self.timeout))?
             .map_err(|e| self.connection_error(describe(&e)))?;
         let (status, headers) = (response.status(), response.headers().clone());
         let base = self.base.clone();

@@ -23,11 +23,14 @@ use crate::url::DriverUrl;
         feature = "mysql",
         feature = "etcd",
         feature = "etcd3",
-        feature = "etcd3-http"
+        feature = "etcd3-http",
+        feature = "consul"
     )),
     allow(dead_code, unused_imports)
 )]
 pub(crate) mod common;
+#[cfg(feature = "consul")]
+mod consul;
 #[cfg(feature = "etcd")]
 mod etcd;
 #[cfg(any(feature = "etcd3", feature = "etcd3-http"))]
@@ -40,7 +43,10 @@ use etcd3::grpc as etcd3_grpc;
 pub mod file;
 // With only one HTTP driver built, part of the client has no user.
 #[cfg(feature = "http-client")]
-#[cfg_attr(not(all(feature = "etcd", feature = "etcd3-http")), allow(dead_code))]
+#[cfg_attr(
+    not(all(feature = "etcd", feature = "etcd3-http", feature = "consul")),
+    allow(dead_code)
+)]
 mod http;
 #[cfg(feature = "ipc")]
 pub mod ipc;
@@ -232,6 +238,15 @@ built_driver!(
     "MySQL/MariaDB: named locks (GET_LOCK), groups in tables"
 );
 
+built_driver!(
+    consul_entry,
+    consul,
+    "consul",
+    "consul",
+    &[],
+    "HashiCorp Consul: sessions, KV acquire/release, blocking queries"
+);
+
 /// Every scheme tooz knows, in a stable order.
 pub fn registry() -> Vec<DriverEntry> {
     vec![
@@ -246,7 +261,7 @@ pub fn registry() -> Vec<DriverEntry> {
         etcd_entry(),
         etcd3_entry(),
         etcd3_http_entry(),
-        planned("consul", &[], "consul", "HashiCorp Consul sessions and KV"),
+        consul_entry(),
     ]
 }
 

@@ -168,6 +168,7 @@ pub fn of(scheme: &str) -> Option<Bounds> {
             // No queue: a waiter tries again whenever the key changes.
             orphan_place: s(100),
         }),
+<<<<<<< HEAD
         // crates/tooz/src/drivers/postgresql/mod.rs, with `timeout=2`: heartbeats every
         // T / 4 = 0.5 s, each bounded by T / 4; session timeout T / 2 = 1 s; the server ends a
         // session silent for T = 2 s (`idle_session_timeout`).
@@ -219,6 +220,36 @@ pub fn of(scheme: &str) -> Option<Bounds> {
             orphan_lock: s(2000),
             // No queue: waiters wait server-side, woken at the release.
             orphan_place: s(500),
+=======
+        // crates/tooz/src/drivers/consul/mod.rs, with `ttl=10&lock_delay=0`: the session's
+        // TTL is W = 10 s (Consul's shortest), renewed every W / 4; calls time out after
+        // W / 8 (operation_timeout's default); the session timeout is W / 2. No lock-delay,
+        // so that `free` is the session's end alone (with it, add the lock-delay).
+        "consul" => Some(Bounds {
+            options: "ttl=10&lock_delay=0",
+            // "operation_timeout: TTL / 8": the first request on a dead connection fails
+            // within 1.25 s.
+            call: s(1250),
+            // The last renewal came at most W / 4 before the cut, the next one fails within
+            // W / 8, and the session is Lost W / 2 later: at most 7W / 8 after the cut.
+            lost: s(8750),
+            // "Consul ends a session no sooner than its TTL after the last renewal, and may
+            // take up to twice the TTL": 2W after the last renewal, which came before the cut.
+            free: s(20000),
+            // Lost at most 7W / 8 after the last renewal, the session ends no sooner than W
+            // after it.
+            lost_before_free: true,
+            // Member keys are held by the session (deleted when it ends, `Behavior=delete`),
+            // and watches are blocking queries (pushed).
+            member_gone: s(20000),
+            // "creates a new session and joins its groups again, without a restart".
+            rejoins_after_lost: true,
+            // An acquire whose reply was lost is undone in the background, tried every
+            // 100 ms until Consul answers.
+            orphan_lock: s(1500),
+            // No queue: a waiter tries again whenever the key changes.
+            orphan_place: s(100),
+>>>>>>> wip-consul
         }),
         _ => None,
     }

@@ -94,6 +94,7 @@ impl Parsed {
             "etcd" | "etcd3" | "etcd3+http" => 2379,
             "postgresql" => 5432,
             "mysql" => 3306,
+            "consul" => 8500,
             _ => return Shape::Unproxiable(format!("{driver} is not a network driver")),
         };
         if self.hosts.is_empty() {
