@@ -204,13 +204,12 @@ pub async fn run(args: RunArgs) -> Result<bool, String> {
 pub fn expectations(scheme: &str, ttl: Duration, recovery: Duration) -> Expectations {
     let expect = Expectations::new(recovery, ttl, ttl + Duration::from_secs(2));
     match scheme {
-        "redis" | "rediss" | "memcached" | "etcd" | "etcd3" | "etcd3+http" | "etcd3+https" => {
-            expect.tolerate(
-                CheckId::C1,
-                "lease-based: a holder cut off or slowed past its lease still believes it holds \
+        "redis" | "rediss" | "memcached" | "etcd" | "etcd3" | "etcd3+http" | "etcd3+https"
+        | "consul" => expect.tolerate(
+            CheckId::C1,
+            "lease-based: a holder cut off or slowed past its lease still believes it holds \
              while another client is granted the lock; fencing (C2, C3) protects the resource",
-            )
-        }
+        ),
         "postgresql" | "postgres" | "mysql" | "mariadb" => expect.tolerate(
             CheckId::C1,
             "session-bound: the server frees a client's locks when its session ends (the \
