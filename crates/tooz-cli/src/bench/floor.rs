@@ -16,18 +16,15 @@
 //!   HTTP/1.1 written by hand on one connection;
 //! - etcd3+http: the same two transactions as JSON `POST /v3/kv/txn` requests, HTTP/1.1 written
 //!   by hand on one keep-alive TCP connection;
-<<<<<<< HEAD
 //! - postgresql: the lock recipe's own two statements, prepared, on one held connection with
 //!   no tooz code: `pg_try_advisory_lock` with the fencing counter bumped in the driver's
 //!   table (one statement), then `pg_advisory_unlock` + `pg_notify` (one statement);
 //! - mysql: the same for MySQL / MariaDB: `INSERT ... WHERE GET_LOCK(?, 0) = 1 ON DUPLICATE
 //!   KEY UPDATE` (acquire and counter), then `RELEASE_LOCK`;
-=======
 //! - consul: the lock recipe's two requests, HTTP/1.1 written by hand on one keep-alive
 //!   connection (a session created once beforehand): acquire = `PUT /v1/txn` with one `lock`
 //!   operation (its reply gives the key's `ModifyIndex`), release = `DELETE /v1/kv/<key>?cas=`
 //!   that index;
->>>>>>> wip-consul
 //! - zake: none (an in-process server has no round trip).
 
 use std::io::{Read, Write};

@@ -168,7 +168,6 @@ pub fn of(scheme: &str) -> Option<Bounds> {
             // No queue: a waiter tries again whenever the key changes.
             orphan_place: s(100),
         }),
-<<<<<<< HEAD
         // crates/tooz/src/drivers/postgresql/mod.rs, with `timeout=2`: heartbeats every
         // T / 4 = 0.5 s, each bounded by T / 4; session timeout T / 2 = 1 s; the server ends a
         // session silent for T = 2 s (`idle_session_timeout`).
@@ -220,7 +219,7 @@ pub fn of(scheme: &str) -> Option<Bounds> {
             orphan_lock: s(2000),
             // No queue: waiters wait server-side, woken at the release.
             orphan_place: s(500),
-=======
+        }),
         // crates/tooz/src/drivers/consul/mod.rs, with `ttl=10&lock_delay=0`: the session's
         // TTL is W = 10 s (Consul's shortest), renewed every W / 4; calls time out after
         // W / 8 (operation_timeout's default); the session timeout is W / 2. No lock-delay,
@@ -249,7 +248,6 @@ pub fn of(scheme: &str) -> Option<Bounds> {
             orphan_lock: s(1500),
             // No queue: a waiter tries again whenever the key changes.
             orphan_place: s(100),
->>>>>>> wip-consul
         }),
         _ => None,
     }
