@@ -374,12 +374,21 @@ impl ConsulDriver {
         Ok(self.session.get()?.id())
     }
 
+    /// The session id and the epoch of its store, read before any write that uses them: a
+    /// replacement publishes its epoch before its id, so a new id never comes with an old
+    /// epoch.
+    fn session_and_epoch(&self) -> Result<(String, u64)> {
+        let session = self.session.get()?;
+        let id = session.id();
+        Ok((id, session.epoch.load(std::sync::atomic::Ordering::Acquire)))
+    }
+
     /// One attempt: the token, or why not.
     async fn try_once(&self, req: &LockRequest) -> Result<Attempt> {
         if req.mode == LockMode::Shared {
             return self.try_shared(req).await;
         }
-        let session = self.session_id()?;
+        let (session, epoch) = self.session_and_epoch()?;
         {
             let mut claims = self.claims.lock().unwrap();
             if claims.contains_key(&req.name) {
@@ -459,27 +468,13 @@ impl ConsulDriver {
                 session,
             },
         );
-        let epoch = self
-            .session
-            .get()?
-            .epoch
-            .load(std::sync::atomic::Ordering::Acquire);
         Ok(Attempt::Taken(fencing_token(epoch, entry.modify_index)))
-    }
-
-    /// The epoch of the current session.
-    fn epoch(&self) -> Result<u64> {
-        Ok(self
-            .session
-            .get()?
-            .epoch
-            .load(std::sync::atomic::Ordering::Acquire))
     }
 
     /// One attempt at a shared hold: a key of its own below `<ns>/shared/<name>/`, taken by
     /// the session in a transaction that also checks the lock key is as just read, free.
     async fn try_shared(&self, req: &LockRequest) -> Result<Attempt> {
-        let session = self.session_id()?;
+        let (session, epoch) = self.session_and_epoch()?;
         let key = self.layout.lock(&req.name);
         let mine = format!("{}{}", self.layout.shared(&req.name), req.nonce);
         let (entry, _) = self.api.get(&key, true).await?;
@@ -537,10 +532,7 @@ impl ConsulDriver {
                 session,
             },
         );
-        Ok(Attempt::Taken(fencing_token(
-            self.epoch()?,
-            entry.modify_index,
-        )))
+        Ok(Attempt::Taken(fencing_token(epoch, entry.modify_index)))
     }
 
     /// Whether the group's key exists.
@@ -594,11 +586,14 @@ impl ConsulDriver {
                 self.settings.lock_delay,
             )
             .await?;
-        *session.id.write().unwrap() = id;
+        // The epoch is read after the session is made (a server that lost its data since
+        // cannot have this session) and published before it: an acquisition that uses the
+        // new session always finds the new epoch.
         let epoch = store_epoch(&self.api, &self.layout.epoch()).await?;
         session
             .epoch
             .store(epoch, std::sync::atomic::Ordering::Release);
+        *session.id.write().unwrap() = id;
         *session.rejoin.lock().unwrap() = true;
         Ok(())
     }
@@ -653,7 +648,6 @@ impl Driver for ConsulDriver {
     }
 
     async fn start(&self, events: SessionEvents) -> Result<()> {
-        let epoch = store_epoch(&self.api, &self.layout.epoch()).await?;
         let id = self
             .api
             .create_session(
@@ -662,6 +656,8 @@ impl Driver for ConsulDriver {
                 self.settings.lock_delay,
             )
             .await?;
+        // After the session, as in `replace_session`.
+        let epoch = store_epoch(&self.api, &self.layout.epoch()).await?;
         self.session.set(Arc::new(Session {
             id: RwLock::new(id),
             events,
