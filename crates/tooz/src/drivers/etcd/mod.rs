@@ -41,7 +41,9 @@
 //! again: v2 makes missing directories, so one made anew meanwhile means the group was
 //! deleted, and the join is undone. Names are at most 1,024 bytes (etcd refuses long request
 //! lines). Watches long-poll the directory recursively, and re-read it when etcd's history
-//! of 1,000 events moved past them ("event index cleared").
+//! of 1,000 events moved past them ("event index cleared"). A `namespace` puts every key,
+//! Python's lock keys included, under the directory `/~<base64 of the namespace>` (sharing
+//! nothing with Python tooz, which has none).
 //!
 //! # Guarantees
 //!
@@ -166,6 +168,7 @@ pub(crate) fn build(url: &DriverUrl, member: &Id) -> Result<Arc<dyn Driver>> {
     };
     Ok(Arc::new(EtcdV2Driver {
         facts: FACTS.with_options(&options),
+        paths: Paths::new(options.text("namespace")),
         api: Arc::new(V2 { http }),
         ttl: Duration::from_secs(ttl_secs),
         member: member.clone(),
@@ -198,6 +201,7 @@ fn https(_: &str, _: Duration, _: &crate::url::Options) -> Result<HttpClient> {
 /// The etcd v2 driver. See the module docs.
 pub struct EtcdV2Driver {
     facts: DriverFacts,
+    paths: Paths,
     api: Arc<V2>,
     ttl: Duration,
     member: Id,
@@ -209,23 +213,41 @@ pub struct EtcdV2Driver {
 /// holds two names, base64-encoded.
 const MAX_NAME: usize = 1024;
 
-/// Python tooz's lock key: the name's padded url-safe base64, at the root.
-fn lock_path(name: &Id) -> String {
-    format!("/{}", URL_SAFE.encode(name.as_bytes()))
+/// A path segment for a group or member name (or a namespace): `~` and its url-safe base64
+/// (etcd hides keys that start with `_`, which base64 may).
+fn segment(name: &[u8]) -> String {
+    format!("~{}", URL_SAFE_NO_PAD.encode(name))
 }
 
-/// A path segment for a group or member name: `~` and its url-safe base64 (etcd hides keys
-/// that start with `_`, which base64 may).
-fn segment(name: &Id) -> String {
-    format!("~{}", URL_SAFE_NO_PAD.encode(name.as_bytes()))
+/// The driver's keys, under the namespace's directory when there is one.
+#[derive(Debug, Clone)]
+struct Paths {
+    root: String,
 }
 
-fn group_path(group: &Id) -> String {
-    format!("{GROUPS}/{}", segment(group))
-}
+impl Paths {
+    fn new(namespace: Option<&str>) -> Self {
+        let root = namespace.map_or_else(String::new, |ns| format!("/{}", segment(ns.as_bytes())));
+        Paths { root }
+    }
 
-fn member_path(group: &Id, member: &Id) -> String {
-    format!("{}/{}", group_path(group), segment(member))
+    /// Python tooz's lock key: the name's padded url-safe base64 (at the root of the
+    /// keyspace without a namespace).
+    fn lock(&self, name: &Id) -> String {
+        format!("{}/{}", self.root, URL_SAFE.encode(name.as_bytes()))
+    }
+
+    fn groups(&self) -> String {
+        format!("{}{GROUPS}", self.root)
+    }
+
+    fn group(&self, group: &Id) -> String {
+        format!("{}/{}", self.groups(), segment(group.as_bytes()))
+    }
+
+    fn member(&self, group: &Id, member: &Id) -> String {
+        format!("{}/{}", self.group(group), segment(member.as_bytes()))
+    }
 }
 
 /// The name in the last segment of `key`.
@@ -281,7 +303,7 @@ impl EtcdV2Driver {
         );
         match self
             .api
-            .call("PUT", &lock_path(&req.name), "prevExist=false", &form)
+            .call("PUT", &self.paths.lock(&req.name), "prevExist=false", &form)
             .await?
         {
             Ok((node, _)) => Ok(Ok(FencingToken(node.created_index))),
@@ -292,7 +314,11 @@ impl EtcdV2Driver {
 
     /// Whether the group's directory exists.
     async fn group_exists(&self, group: &Id) -> Result<bool> {
-        match self.api.call("GET", &group_path(group), "", "").await? {
+        match self
+            .api
+            .call("GET", &self.paths.group(group), "", "")
+            .await?
+        {
             Ok(_) => Ok(true),
             Err(r) if r.code == api::KEY_NOT_FOUND => Ok(false),
             Err(r) => Err(refused("reading the group", r)),
@@ -309,7 +335,11 @@ impl EtcdV2Driver {
     }
 
     async fn read_group(&self, group: &Id) -> Result<(Vec<Node>, u64)> {
-        match self.api.call("GET", &group_path(group), "", "").await? {
+        match self
+            .api
+            .call("GET", &self.paths.group(group), "", "")
+            .await?
+        {
             Ok((node, index)) => Ok((node.nodes, index)),
             Err(r) if r.code == api::KEY_NOT_FOUND => Err(group_not_created(group)),
             Err(r) => Err(refused("reading the group", r)),
@@ -319,7 +349,7 @@ impl EtcdV2Driver {
     /// Renews this member's keys; joins again where one expired.
     async fn renew_memberships(&self) -> Result<()> {
         for (group, caps) in self.joined.list() {
-            let path = member_path(&group, &self.member);
+            let path = self.paths.member(&group, &self.member);
             let query = "prevExist=true&refresh=true";
             match self.api.call("PUT", &path, query, &self.ttl_form()).await? {
                 Ok(_) => {}
@@ -374,7 +404,7 @@ impl Driver for EtcdV2Driver {
         }
         let mut result = Ok(());
         for group in self.joined.names() {
-            let path = member_path(&group, &self.member);
+            let path = self.paths.member(&group, &self.member);
             if let Err(error) = self.api.call("DELETE", &path, "", "").await {
                 result = Err(error);
             }
@@ -397,7 +427,12 @@ impl Driver for EtcdV2Driver {
     async fn create_group(&self, group: &Id) -> Result<()> {
         match self
             .api
-            .call("PUT", &group_path(group), "dir=true&prevExist=false", "")
+            .call(
+                "PUT",
+                &self.paths.group(group),
+                "dir=true&prevExist=false",
+                "",
+            )
             .await?
         {
             Ok(_) => Ok(()),
@@ -411,7 +446,7 @@ impl Driver for EtcdV2Driver {
     async fn delete_group(&self, group: &Id) -> Result<()> {
         match self
             .api
-            .call("DELETE", &group_path(group), "dir=true", "")
+            .call("DELETE", &self.paths.group(group), "dir=true", "")
             .await?
         {
             Ok(_) => Ok(()),
@@ -422,7 +457,7 @@ impl Driver for EtcdV2Driver {
     }
 
     async fn get_groups(&self) -> Result<BTreeSet<Id>> {
-        match self.api.call("GET", GROUPS, "", "").await? {
+        match self.api.call("GET", &self.paths.groups(), "", "").await? {
             Ok((node, _)) => Ok(node
                 .nodes
                 .iter()
@@ -436,12 +471,16 @@ impl Driver for EtcdV2Driver {
 
     async fn join_group(&self, group: &Id, member: &Id, caps: &Capabilities) -> Result<()> {
         self.session.get()?;
-        let dir = match self.api.call("GET", &group_path(group), "", "").await? {
+        let dir = match self
+            .api
+            .call("GET", &self.paths.group(group), "", "")
+            .await?
+        {
             Ok((dir, _)) => dir,
             Err(r) if r.code == api::KEY_NOT_FOUND => return Err(group_not_created(group)),
             Err(r) => return Err(refused("reading the group", r)),
         };
-        let path = member_path(group, member);
+        let path = self.paths.member(group, member);
         let form = format!(
             "value={}&{}",
             api::encode(&STANDARD.encode(caps.to_msgpack())),
@@ -460,12 +499,15 @@ impl Driver for EtcdV2Driver {
         }
         // etcd makes missing directories: if the group was deleted between the read and the
         // write, the write made it again, and the join is undone.
-        let now: Answer = self.api.call("GET", &group_path(group), "", "").await?;
+        let now: Answer = self
+            .api
+            .call("GET", &self.paths.group(group), "", "")
+            .await?;
         if !matches!(&now, Ok((again, _)) if again.created_index == dir.created_index) {
             let _ = self.api.call("DELETE", &path, "", "").await;
             let _ = self
                 .api
-                .call("DELETE", &group_path(group), "dir=true", "")
+                .call("DELETE", &self.paths.group(group), "dir=true", "")
                 .await;
             return Err(group_not_created(group));
         }
@@ -478,7 +520,7 @@ impl Driver for EtcdV2Driver {
     async fn leave_group(&self, group: &Id, member: &Id) -> Result<()> {
         match self
             .api
-            .call("DELETE", &member_path(group, member), "", "")
+            .call("DELETE", &self.paths.member(group, member), "", "")
             .await?
         {
             Ok(_) => {
@@ -508,7 +550,7 @@ impl Driver for EtcdV2Driver {
     async fn get_member_info(&self, group: &Id, member: &Id) -> Result<MemberInfo> {
         match self
             .api
-            .call("GET", &member_path(group, member), "", "")
+            .call("GET", &self.paths.member(group, member), "", "")
             .await?
         {
             Ok((node, _)) => {
@@ -541,7 +583,12 @@ impl Driver for EtcdV2Driver {
         );
         match self
             .api
-            .call("PUT", &member_path(group, member), "prevExist=true", &form)
+            .call(
+                "PUT",
+                &self.paths.member(group, member),
+                "prevExist=true",
+                &form,
+            )
             .await?
         {
             Ok(_) => {
@@ -563,7 +610,12 @@ impl Driver for EtcdV2Driver {
             .filter_map(|n| name_of(&n.key))
             .collect();
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(follow(self.api.clone(), group_path(group), index + 1, tx));
+        tokio::spawn(follow(
+            self.api.clone(),
+            self.paths.group(group),
+            index + 1,
+            tx,
+        ));
         Ok(Some((snapshot, UnboundedReceiverStream::new(rx).boxed())))
     }
 
@@ -593,7 +645,7 @@ impl Driver for EtcdV2Driver {
             // Any change of the key after the failed attempt (a release, an expiry) or a
             // history that moved past it: try again.
             self.api
-                .wait(&lock_path(&req.name), index + 1, false, limit)
+                .wait(&self.paths.lock(&req.name), index + 1, false, limit)
                 .await?
                 .ok();
         }
@@ -603,7 +655,7 @@ impl Driver for EtcdV2Driver {
         let query = format!("prevValue={}", api::encode(&self.lock_value(req)));
         match self
             .api
-            .call("DELETE", &lock_path(&req.name), &query, "")
+            .call("DELETE", &self.paths.lock(&req.name), &query, "")
             .await?
         {
             Ok(_) => Ok(true),
@@ -619,7 +671,7 @@ impl Driver for EtcdV2Driver {
         );
         match self
             .api
-            .call("PUT", &lock_path(&req.name), &query, &self.ttl_form())
+            .call("PUT", &self.paths.lock(&req.name), &query, &self.ttl_form())
             .await?
         {
             Ok(_) => Ok(true),
@@ -633,7 +685,11 @@ impl Driver for EtcdV2Driver {
     }
 
     async fn lock_break(&self, name: &Id) -> Result<bool> {
-        match self.api.call("DELETE", &lock_path(name), "", "").await? {
+        match self
+            .api
+            .call("DELETE", &self.paths.lock(name), "", "")
+            .await?
+        {
             Ok(_) => Ok(true),
             Err(r) if r.code == api::KEY_NOT_FOUND => Ok(false),
             Err(r) => Err(refused("breaking the lock", r)),
@@ -641,7 +697,7 @@ impl Driver for EtcdV2Driver {
     }
 
     async fn lock_holder(&self, name: &Id) -> Result<Option<Id>> {
-        match self.api.call("GET", &lock_path(name), "", "").await? {
+        match self.api.call("GET", &self.paths.lock(name), "", "").await? {
             Ok((node, _)) => holder_of("etcd", name, node.value.as_bytes()).map(Some),
             Err(r) if r.code == api::KEY_NOT_FOUND => Ok(None),
             Err(r) => Err(refused("reading the lock", r)),
