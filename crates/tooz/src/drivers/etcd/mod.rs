@@ -16,7 +16,7 @@
 //! | option | default | meaning |
 //! |---|---|---|
 //! | `timeout` | 30 s | TTL of every key of this coordinator (whole seconds, at least 1 s) |
-//! | `lock_timeout`, `membership_timeout` | `timeout` | the TTL is the shortest of the three |
+//! | `lock_timeout`, `membership_timeout`, `leader_timeout` | `timeout` | the TTL is the shortest of these |
 //! | `protocol` | `http` | `https` for TLS (cargo feature `etcd-tls`), as in Python tooz |
 //! | `ca_cert` | the system's roots | CA certificates (PEM) for `https` |
 //! | `cert_cert`, `cert_key` | — | client certificate and key (PEM) for `https` |
@@ -135,7 +135,8 @@ pub(crate) fn build(url: &DriverUrl, member: &Id) -> Result<Arc<dyn Driver>> {
     let timeout = options.duration("timeout").unwrap_or(DEFAULT_TIMEOUT);
     let ttl = timeout
         .min(options.duration("lock_timeout").unwrap_or(timeout))
-        .min(options.duration("membership_timeout").unwrap_or(timeout));
+        .min(options.duration("membership_timeout").unwrap_or(timeout))
+        .min(options.duration("leader_timeout").unwrap_or(timeout));
     let ttl_secs = ttl.as_secs_f64().ceil() as u64;
     if ttl_secs < 1 {
         return Err(Error::InvalidOption {

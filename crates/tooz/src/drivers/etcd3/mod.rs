@@ -20,7 +20,7 @@
 //! |---|---|---|
 //! | `timeout` | 30 s | TTL of the session's lease (Python tooz: `timeout`); the session is reported lost after half of it without a renewal |
 //! | `operation_timeout` | TTL / 8, 0.1 s to 5 s | longest one call to etcd may take |
-//! | `lock_timeout`, `membership_timeout` | `timeout` | the lease's TTL is the shortest of these (Python tooz had one lease for members and one per lock) |
+//! | `lock_timeout`, `membership_timeout`, `leader_timeout` | `timeout` | the lease's TTL is the shortest of these (Python tooz had one lease for members and one per lock) |
 //! | `api_version` | from `/version` | gateway only: `v3alpha`, `v3beta` or `v3` |
 //! | `ca_cert`, `cert_key`, `cert_cert` | — | TLS: CA bundle and client certificate (PEM), as in Python tooz |
 //! | `executor` | — | accepted for tooz URLs; no effect |
@@ -139,7 +139,8 @@ impl Config {
         let timeout = options.duration("timeout").unwrap_or(DEFAULT_TIMEOUT);
         let ttl = timeout
             .min(options.duration("lock_timeout").unwrap_or(timeout))
-            .min(options.duration("membership_timeout").unwrap_or(timeout));
+            .min(options.duration("membership_timeout").unwrap_or(timeout))
+            .min(options.duration("leader_timeout").unwrap_or(timeout));
         if ttl < MIN_TTL {
             return Err(Error::InvalidOption {
                 option: "timeout".into(),
