@@ -31,3 +31,22 @@ pub(crate) const fn with_common<const N: usize>(own: &[OptionSpec]) -> [OptionSp
     }
     all
 }
+
+/// The error for option `option` whose `value` (shortened) is not what is `expected`.
+pub(crate) fn bad_option(option: &str, value: &str, expected: &str) -> crate::error::Error {
+    crate::error::Error::InvalidOption {
+        option: option.into(),
+        value: value.chars().take(64).collect(),
+        expected: expected.into(),
+    }
+}
+
+/// True for a namespace the SQL drivers can use as a table-name prefix without quoting and
+/// in lock names: a lower-case letter or `_`, then lower-case letters, digits and `_`, at
+/// most 40 in all.
+pub(crate) fn valid_namespace(ns: &str) -> bool {
+    let mut chars = ns.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && ns.len() <= 40
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}

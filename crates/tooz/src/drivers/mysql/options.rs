@@ -3,7 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::drivers::common::options::{count_with_common, with_common};
+use crate::drivers::common::options::{
+    bad_option, count_with_common, valid_namespace, with_common,
+};
 use crate::error::{Error, Result};
 use crate::url::{DriverUrl, OptionKind, OptionSpec};
 
@@ -119,22 +121,6 @@ impl fmt::Debug for Config {
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
-}
-
-fn bad_option(option: &str, value: &str, expected: &str) -> Error {
-    Error::InvalidOption {
-        option: option.into(),
-        value: value.chars().take(64).collect(),
-        expected: expected.into(),
-    }
-}
-
-/// True for a namespace usable as a table-name prefix and in lock names.
-pub(super) fn valid_namespace(ns: &str) -> bool {
-    let mut chars = ns.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
-        && ns.len() <= 40
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 impl Config {

@@ -5,8 +5,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::drivers::common::options::{count_with_common, with_common};
-use crate::error::{Error, Result};
+use crate::drivers::common::options::{
+    bad_option, count_with_common, valid_namespace, with_common,
+};
+use crate::error::Result;
 use crate::url::{DriverUrl, OptionKind, OptionSpec};
 
 const fn spec(name: &'static str, kind: OptionKind, help: &'static str) -> OptionSpec {
@@ -128,22 +130,6 @@ impl fmt::Debug for Config {
     }
 }
 
-fn bad_option(option: &str, value: &str, expected: &str) -> Error {
-    Error::InvalidOption {
-        option: option.into(),
-        value: value.chars().take(64).collect(),
-        expected: expected.into(),
-    }
-}
-
-/// True for a namespace usable as a table-name prefix without quoting.
-pub(super) fn valid_namespace(ns: &str) -> bool {
-    let mut chars = ns.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
-        && ns.len() <= 40
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
 impl Config {
     /// Reads and checks `url`.
     pub fn parse(url: &DriverUrl) -> Result<Config> {
@@ -241,6 +227,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     fn parse(raw: &str) -> Result<Config> {
         Config::parse(&DriverUrl::parse(raw).unwrap())
