@@ -22,6 +22,11 @@ impl WatchId {
     pub fn from_raw(id: u64) -> Self {
         WatchId(id)
     }
+
+    /// The watch id's number (for bindings, which give it back to `from_raw`).
+    pub fn raw(self) -> u64 {
+        self.0
+    }
 }
 
 /// A user callback.
@@ -39,6 +44,8 @@ struct MembershipHooks {
 struct ElectionHooks {
     callbacks: Vec<(u64, Callback)>,
     campaign: JoinHandle<()>,
+    /// Set when this campaign's election was delivered; cleared when it campaigns anew.
+    elected: bool,
 }
 
 #[derive(Default)]
@@ -160,6 +167,7 @@ impl Hub {
             .or_insert_with(|| ElectionHooks {
                 callbacks: Vec::new(),
                 campaign: campaign(group, tx),
+                elected: false,
             })
             .callbacks
             .push((id, callback));
@@ -194,6 +202,13 @@ impl Hub {
             .map_or((0, 0), |m| (m.join.len(), m.leave.len()));
         let elected = hooks.elections.get(group).map_or(0, |e| e.callbacks.len());
         (join, leave, elected)
+    }
+
+    /// The groups this coordinator campaigns in and has not been told it won.
+    pub(crate) fn campaigning(&self) -> Vec<Id> {
+        let hooks = self.hooks.lock().unwrap();
+        let waiting = hooks.elections.iter().filter(|(_, e)| !e.elected);
+        waiting.map(|(group, _)| group.clone()).collect()
     }
 
     /// Drops every hook and stops their background tasks.
@@ -250,7 +265,10 @@ impl Hub {
                     hooks.membership.get_mut(group).map(|m| &mut m.leave)
                 }
                 GroupEvent::LeaderElected { group, .. } => {
-                    hooks.elections.get_mut(group).map(|e| &mut e.callbacks)
+                    hooks.elections.get_mut(group).map(|e| {
+                        e.elected = true;
+                        &mut e.callbacks
+                    })
                 }
             };
             if let Some(callbacks) = callbacks.filter(|c| !c.is_empty()) {
@@ -268,6 +286,7 @@ impl Hub {
         let mut hooks = self.hooks.lock().unwrap();
         for (group, entry) in hooks.elections.iter_mut() {
             if entry.campaign.is_finished() {
+                entry.elected = false;
                 entry.campaign = campaign(group.clone(), self.tx.clone());
             }
         }

@@ -59,6 +59,7 @@ pub struct CoordinatorBuilder {
     url: String,
     member: Id,
     required: Characteristics,
+    manual_heartbeat: bool,
 }
 
 impl CoordinatorBuilder {
@@ -69,6 +70,15 @@ impl CoordinatorBuilder {
         for c in required.iter() {
             self.required.insert(c);
         }
+        self
+    }
+
+    /// Leaves the heartbeat to the caller, as Python tooz does: `start` runs no background
+    /// heartbeat, and the session, memberships and locks of a backend that needs one expire
+    /// unless [`Coordinator::heartbeat`] is called often enough (it refreshes held locks
+    /// too). For bindings that keep tooz's contract; a Rust service wants the default.
+    pub fn manual_heartbeat(mut self) -> Self {
+        self.manual_heartbeat = true;
         self
     }
 
@@ -85,7 +95,7 @@ impl CoordinatorBuilder {
                 has: has.to_string(),
             });
         }
-        Coordinator::assemble(driver, url, self.member)
+        Coordinator::assemble(driver, url, self.member, !self.manual_heartbeat)
     }
 }
 
@@ -116,6 +126,7 @@ impl Coordinator {
             url: url.to_string(),
             member: member_id.into(),
             required: Characteristics::empty(),
+            manual_heartbeat: false,
         }
     }
 
@@ -123,10 +134,15 @@ impl Coordinator {
     /// Must be called within a tokio runtime, which then runs its background work.
     pub fn with_driver(driver: Arc<dyn Driver>, member_id: impl Into<Id>) -> Result<Coordinator> {
         let url = DriverUrl::parse(&format!("{}://", driver.scheme()))?;
-        Coordinator::assemble(driver, url, member_id.into())
+        Coordinator::assemble(driver, url, member_id.into(), true)
     }
 
-    fn assemble(driver: Arc<dyn Driver>, url: DriverUrl, member: Id) -> Result<Coordinator> {
+    fn assemble(
+        driver: Arc<dyn Driver>,
+        url: DriverUrl,
+        member: Id,
+        auto_heartbeat: bool,
+    ) -> Result<Coordinator> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::Backend {
             driver: driver.scheme(),
             message: "a coordinator must be made within a tokio runtime".into(),
@@ -137,6 +153,7 @@ impl Coordinator {
         Ok(Coordinator {
             inner: Arc::new(Core {
                 operation_timeout,
+                auto_heartbeat,
                 driver,
                 member,
                 runtime,
@@ -208,7 +225,7 @@ impl Coordinator {
         events.report(ConnectionState::Connected);
         let period = driver.heartbeat().await?;
         let mut background = vec![self.spawn_supervisor()];
-        if let Some(period) = period {
+        if let Some(period) = period.filter(|_| self.inner.auto_heartbeat) {
             background.push(self.spawn_heartbeat(period, events));
         }
         self.inner.background.lock().unwrap().extend(background);
@@ -342,11 +359,17 @@ impl Coordinator {
         })
     }
 
-    /// Keeps the session alive by hand (the background heartbeat does it after `start`).
-    /// Returns the longest wait before the next call, if the driver needs one.
+    /// Keeps the session alive by hand (the background heartbeat does it after `start`,
+    /// unless the builder asked for [`manual_heartbeat`](CoordinatorBuilder::manual_heartbeat),
+    /// in which case this also refreshes the locks held). Returns the longest wait before
+    /// the next call, if the driver needs one.
     pub async fn heartbeat(&self) -> Result<Option<Duration>> {
         self.inner.check_started()?;
-        self.inner.driver.heartbeat().await
+        let next = self.inner.driver.heartbeat().await?;
+        if !self.inner.auto_heartbeat {
+            self.inner.refresh_locks().await;
+        }
+        Ok(next)
     }
 
     /// Creates a group; [`Error::GroupAlreadyExist`] if it exists.

@@ -44,6 +44,8 @@ pub(crate) struct Core {
     pub(crate) url: DriverUrl,
     /// The bound of one call (`operation_timeout`, default the session timeout).
     pub(crate) operation_timeout: Duration,
+    /// False when the caller heartbeats by hand (`CoordinatorBuilder::manual_heartbeat`).
+    pub(crate) auto_heartbeat: bool,
     pub(crate) started: AtomicBool,
     pub(crate) lifecycle: tokio::sync::Mutex<()>,
     pub(crate) state: Arc<watch::Sender<ConnectionState>>,

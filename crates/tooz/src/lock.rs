@@ -246,6 +246,11 @@ impl LockGuard {
         self.acq.req.lost.reason()
     }
 
+    /// The lost signal of this acquisition, to wait on without borrowing the guard.
+    pub fn lost_signal(&self) -> LostSignal {
+        self.acq.req.lost.clone()
+    }
+
     /// Releases the lock; `false` if the backend no longer had it (it was lost).
     pub async fn release(self) -> Result<bool> {
         self.lock.release_acquisition(&self.acq).await

@@ -94,14 +94,50 @@ impl Coordinator {
 
     /// Delivers the events that arrived since the last call to their callbacks, waiting up
     /// to `timeout` for the first one if none is pending. Returns the events delivered.
+    ///
+    /// With no `timeout`, an election whose seat is free is settled first, as tooz's drivers
+    /// do by trying the leader lock: if no one leads a group this coordinator campaigns in,
+    /// the call waits (up to the operation timeout) for the campaign to win it.
     pub async fn run_watchers(&self, timeout: Option<Duration>) -> Result<Vec<GroupEvent>> {
         let core = self.core();
         core.check_started()?;
+        let mut delivered = self.deliver(timeout).await?;
+        if timeout.is_none() {
+            let deadline = tokio::time::Instant::now() + core.operation_timeout;
+            while self.election_seat_free().await && tokio::time::Instant::now() < deadline {
+                delivered.extend(self.deliver(Some(SETTLE_SLICE)).await?);
+            }
+        }
+        Ok(delivered)
+    }
+
+    async fn deliver(&self, timeout: Option<Duration>) -> Result<Vec<GroupEvent>> {
+        let core = self.core();
         let forget = |group: &Id| core.forget_joined(group);
         let campaign = |group, tx| spawn_campaign(self.clone(), group, tx);
         core.hub.run(timeout, &core.member, forget, campaign).await
     }
+
+    /// True if a group this coordinator campaigns in (and was not told it won) has no
+    /// leader, or already has this member as leader with the news still on its way.
+    async fn election_seat_free(&self) -> bool {
+        for group in self.core().hub.campaigning() {
+            match self.get_leader(group).await {
+                Ok(None) => return true,
+                Ok(Some(leader)) if &leader == self.member_id() => return true,
+                Ok(Some(_)) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "reading the leader to settle an election");
+                    return false;
+                }
+            }
+        }
+        false
+    }
 }
+
+/// How long `run_watchers` waits for a campaign's news between two looks at the leader.
+const SETTLE_SLICE: Duration = Duration::from_millis(5);
 
 /// Campaigns for `group` until elected, reports it, and campaigns again if the leadership is
 /// lost other than by standing down or stopping.

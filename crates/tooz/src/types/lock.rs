@@ -90,7 +90,7 @@ impl LostSignal {
     }
 
     /// Resolves with the reason once fired.
-    pub(crate) async fn wait(&self) -> LostReason {
+    pub async fn wait(&self) -> LostReason {
         let mut rx = self.0.subscribe();
         loop {
             if let Some(reason) = *rx.borrow_and_update() {
