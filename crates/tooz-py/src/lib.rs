@@ -19,5 +19,13 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<lock::Lock>()?;
     m.add("NativeError", m.py().get_type::<errors::NativeError>())?;
     m.add("DRIVERS", coordinator::available_drivers())?;
+    m.add_function(wrap_pyfunction!(check_panic_boundary, m)?)?;
     Ok(())
+}
+
+/// Panics inside a call on purpose, to show that the panic reaches Python as a
+/// `NativeError` (for the package's tests).
+#[pyfunction]
+fn check_panic_boundary(py: Python<'_>) -> PyResult<()> {
+    runtime::run(py, async { panic!("a deliberate panic") })
 }

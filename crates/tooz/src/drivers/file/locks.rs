@@ -157,6 +157,23 @@ impl LockFiles {
         result
     }
 
+    /// Forgets the holder recorded for the lock at `lock`, keeping the counter. An exclusive
+    /// holder calls it just before it unlocks, so that `holder` never names a member that
+    /// has released (between a release and the next holder's stamp, it reads no one).
+    pub(super) fn unstamp(&self, lock: &Path) -> Result<()> {
+        let path = self.fence_path(lock);
+        let mut fences = self.fences.lock().unwrap();
+        let Some((file, len)) = fences.get_mut(&path) else {
+            return Ok(());
+        };
+        if *len > COUNTER_WIDTH as u64 {
+            let cut = file.set_len(COUNTER_WIDTH as u64);
+            cut.map_err(|e| io_error("writing", &path, e))?;
+            *len = COUNTER_WIDTH as u64;
+        }
+        Ok(())
+    }
+
     /// The last exclusive holder recorded for the lock at `lock`, if the lock is held now by
     /// a holder that records itself; an error naming the process when it is held by one that
     /// does not (Python tooz).

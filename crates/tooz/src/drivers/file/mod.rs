@@ -609,6 +609,11 @@ impl Driver for FileDriver {
         let Some((path, file)) = self.held.remove(&req.nonce).map(|h| h.record) else {
             return Ok(false);
         };
+        if req.mode == LockMode::Exclusive {
+            if let Err(error) = self.lock_files.unstamp(&path) {
+                tracing::debug!(%error, "forgetting the recorded holder");
+            }
+        }
         oslock::unlock(&file).map_err(|e| io_error("unlocking", &path, e))?;
         self.lock_files.recycle(path, file);
         Ok(true)
