@@ -231,6 +231,16 @@ pub struct BenchArgs {
     )]
     pub python: Option<std::path::PathBuf>,
 
+    /// Python interpreter with the tooz-rs package (crates/tooz-py) installed, to measure
+    /// Python tooz's API over tooz-rs's drivers (`rs+<scheme>://` URLs) in the same run
+    #[arg(
+        long,
+        env = "TOOZ_BENCH_PYTHON_RS",
+        hide_env_values = true,
+        value_name = "PATH"
+    )]
+    pub python_rs: Option<std::path::PathBuf>,
+
     /// The Python side of the harness
     #[arg(long, value_name = "PATH", default_value = "bench/python_bench.py")]
     pub python_script: std::path::PathBuf,

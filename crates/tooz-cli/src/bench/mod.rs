@@ -208,6 +208,14 @@ async fn backend(args: &BenchArgs, url: &str, index: usize, progress: &mut Progr
             (figures_json(figures), from)
         }
     };
+    progress.step(&format!("{driver}: Python via tooz-rs"));
+    let python_rs = match &args.python_rs {
+        None => json!({"na": "no interpreter with the tooz-rs package (--python-rs)"}),
+        Some(python) => {
+            let url = format!("rs+{url}");
+            figures_json(python::run(python, &args.python_script, &url, args.short).await)
+        }
+    };
     json!({
         "url": url,
         "driver": driver,
@@ -216,6 +224,7 @@ async fn backend(args: &BenchArgs, url: &str, index: usize, progress: &mut Progr
         "floor": figures_json(floor),
         "python": python,
         "python_from": python_from,
+        "python_rs": python_rs,
     })
 }
 

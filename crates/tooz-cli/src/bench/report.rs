@@ -213,7 +213,20 @@ fn label(backend: &Value, measure: &str, text: &str) -> String {
     }
 }
 
-/// One backend's rows: label, tooz-rs, Python tooz, vs floor, tooz-rs ÷ Python.
+/// How `a` compares with `b` (rates: a ÷ b; latencies: lower or higher).
+fn ratio(a: &Result<f64, String>, b: &Result<f64, String>, kind: Kind) -> String {
+    match (a, b) {
+        (Ok(a), Ok(b)) if *a > 0.0 && *b > 0.0 => match kind {
+            Kind::Rate => format!("{}×", number(a / b)),
+            _ if b >= a => format!("{}× lower", number(b / a)),
+            _ => format!("{}× higher", number(a / b)),
+        },
+        _ => String::new(),
+    }
+}
+
+/// One backend's rows: label, tooz-rs, Python tooz, Python via tooz-rs, vs floor,
+/// tooz-rs ÷ Python, Python via tooz-rs ÷ Python.
 fn rows(backend: &Value) -> Vec<Vec<String>> {
     let floor = &backend["floor"];
     let floor_rate = floor["per_s"].as_f64();
@@ -222,6 +235,7 @@ fn rows(backend: &Value) -> Vec<Vec<String>> {
     for &(measure, field, text, kind) in ROWS {
         let ours = figure(&backend["tooz_rs"], measure, field);
         let theirs = figure(&backend["python"], measure, field);
+        let via = figure(&backend["python_rs"], measure, field);
         let vs_floor = match (&ours, kind, floor_rate, floor_ms) {
             (Ok(v), Kind::Rate, Some(f), _) if measure != "handoff" => {
                 format!("{} of floor rate", number(v / f))
@@ -229,20 +243,14 @@ fn rows(backend: &Value) -> Vec<Vec<String>> {
             (Ok(v), Kind::Ms, _, Some(f)) if f > 0.0 => format!("{} floor RTTs", number(v / f)),
             _ => String::new(),
         };
-        let ratio = match (&ours, &theirs) {
-            (Ok(a), Ok(b)) if *a > 0.0 && *b > 0.0 => match kind {
-                Kind::Rate => format!("{}×", number(a / b)),
-                _ if b >= a => format!("{}× lower", number(b / a)),
-                _ => format!("{}× higher", number(a / b)),
-            },
-            _ => String::new(),
-        };
         out.push(vec![
             label(backend, measure, text),
             cell(&ours, kind),
             cell(&theirs, kind),
+            cell(&via, kind),
             vs_floor,
-            ratio,
+            ratio(&ours, &theirs, kind),
+            ratio(&via, &theirs, kind),
         ]);
     }
     let floor_text = match (floor["op"].as_str(), floor_rate, floor_ms) {
@@ -251,25 +259,26 @@ fn rows(backend: &Value) -> Vec<Vec<String>> {
         }
         _ => "n/a".into(),
     };
-    out.push(vec![
+    let mut floor_row = vec![
         format!(
             "floor: {}",
             floor["op"].as_str().unwrap_or("raw round trip")
         ),
         floor_text,
-        String::new(),
-        String::new(),
-        String::new(),
-    ]);
+    ];
+    floor_row.resize(HEADER.len(), String::new());
+    out.push(floor_row);
     out
 }
 
-const HEADER: [&str; 5] = [
+const HEADER: [&str; 7] = [
     "measure",
     "tooz-rs",
     "Python tooz",
+    "Python via tooz-rs",
     "vs floor",
     "tooz-rs vs Python",
+    "via tooz-rs vs Python",
 ];
 
 /// Why some cells are n/a, one line each.
@@ -278,6 +287,7 @@ fn reasons(backend: &Value) -> Vec<String> {
     for (side, name) in [
         ("tooz_rs", "tooz-rs"),
         ("python", "Python tooz"),
+        ("python_rs", "Python via tooz-rs"),
         ("floor", "floor"),
     ] {
         let value = &backend[side];
