@@ -2,6 +2,7 @@
 """Python tooz's side of `tooz bench`: the same measures, where Python tooz supports them.
 
 Usage: python_bench.py URL [--short]           prints one JSON object on its last line
+       (PYBENCH_ONLY=lock_1,handoff,... runs only those measures)
        python_bench.py URL --watcher GROUP     (internal) the watch measure's other process
 
 Each measure is bounded in count and time; one that fails or that the driver does not
@@ -407,6 +408,9 @@ def main():
         ("watch", lambda: watch(url)),
         ("failover", lambda: failover(url)),
     ]
+    only = os.environ.get("PYBENCH_ONLY")
+    if only:
+        measures = [(key, run) for key, run in measures if key in only.split(",")]
     for key, run in measures:
         try:
             figures = run()
