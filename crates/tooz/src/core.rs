@@ -27,6 +27,8 @@ pub(crate) struct Acquisition {
     pub(crate) req: LockRequest,
     pub(crate) token: FencingToken,
     pub(crate) acquired_at: Instant,
+    /// When the last acquisition attempt or refresh that the backend confirmed was sent.
+    pub(crate) confirmed_at: Mutex<Instant>,
     pub(crate) released: AtomicBool,
 }
 
@@ -144,8 +146,9 @@ impl Core {
     /// Refreshes every held lock; those the backend no longer has are reported lost.
     pub(crate) async fn refresh_locks(&self) {
         for acq in self.held() {
+            let sent = Instant::now();
             match self.driver.lock_refresh(&acq.req).await {
-                Ok(true) => {}
+                Ok(true) => *acq.confirmed_at.lock().unwrap() = sent,
                 Ok(false) => {
                     self.untrack(&acq);
                     acq.req.lost.fire(LostReason::Expired);

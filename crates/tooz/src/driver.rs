@@ -164,6 +164,13 @@ pub trait Driver: Send + Sync + 'static {
         Err(not_implemented(self.scheme(), "locks"))
     }
 
+    /// How long the backend keeps lock `name` after the last acquisition or refresh it
+    /// confirmed, where locks expire unless refreshed (a TTL or a lease); `None`, the default,
+    /// where a lock lasts as long as its holder's process, connection or session.
+    fn lock_lease(&self, _name: &Id) -> Option<Duration> {
+        None
+    }
+
     /// Keeps a held lock alive; `false` if it is no longer held by `req`.
     async fn lock_refresh(&self, _req: &LockRequest) -> Result<bool> {
         Ok(true)

@@ -43,6 +43,16 @@ impl Leadership {
         self.guard.fencing_token()
     }
 
+    /// The leader lock's lease, where it expires unless refreshed: see [`LockGuard::lease`].
+    pub fn lease(&self) -> Option<std::time::Duration> {
+        self.guard.lease()
+    }
+
+    /// When the leader lock was last confirmed: see [`LockGuard::confirmed_at`].
+    pub fn confirmed_at(&self) -> tokio::time::Instant {
+        self.guard.confirmed_at()
+    }
+
     /// Resolves when the leadership is lost.
     pub async fn lost(&self) -> LostReason {
         self.guard.lost().await
