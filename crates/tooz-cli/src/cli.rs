@@ -66,9 +66,18 @@ pub enum Command {
     /// SIGUSR1 and SIGUSR2 sent to tooz are forwarded to CMD's process group. The lock is
     /// released when CMD ends, whatever the cause. If the lock is lost while CMD runs (its
     /// session ended, it expired or was broken), or CMD outlives --max-hold, tooz sends CMD
-    /// SIGTERM, then SIGKILL after --kill-after, and exits with status 76. If tooz itself is
-    /// killed, CMD gets SIGKILL (on Linux): the lock is gone with tooz. CMD's stdout is its own:
-    /// tooz writes only to stderr.
+    /// SIGTERM, then SIGKILL after --kill-after, and exits with status 76. CMD's stdout is its
+    /// own: tooz writes only to stderr.
+    ///
+    /// A watchdog process guards CMD's process group: if tooz dies, by any signal including
+    /// SIGKILL, the group gets SIGKILL at once (the lock is gone with tooz). Where locks expire
+    /// unless refreshed (--ttl: redis, memcached, etcd, consul), the group also gets SIGKILL
+    /// when tooz has not confirmed a refresh for half the lock's lifetime, as when tooz is
+    /// paused, so that CMD is stopped before another process can be granted the lock; tooz
+    /// then exits 76. What no supervisor can close: a pause of CMD itself (or of every process
+    /// on the host) and descendants that leave CMD's process group (setsid). Hand
+    /// TOOZ_FENCING_TOKEN to the resource the lock protects, so that it can refuse a stale
+    /// holder: that is the real protection.
     #[command(after_long_help = exit::STATUS_HELP, allow_negative_numbers = true)]
     Lock(LockArgs),
 
@@ -76,8 +85,8 @@ pub enum Command {
     ///
     /// Campaigns for the leadership of GROUP, then runs CMD with TOOZ_GROUP, TOOZ_MEMBER,
     /// TOOZ_LEADER_TERM and TOOZ_FENCING_TOKEN (both the term, which increases with every new
-    /// leader) in its environment. Exit statuses, signals and loss handling are those of
-    /// `tooz lock`; the leadership is given up when CMD ends.
+    /// leader) in its environment. Exit statuses, signals, loss handling and the watchdog are
+    /// those of `tooz lock`; the leadership is given up when CMD ends.
     #[command(after_long_help = exit::STATUS_HELP, allow_negative_numbers = true)]
     Elect(ElectArgs),
 
@@ -121,6 +130,13 @@ pub enum Command {
     BenchWatcher {
         /// The group to watch.
         group: String,
+    },
+
+    /// The watchdog of CMD's process group (started by lock, elect and group join -- CMD)
+    #[command(hide = true)]
+    Watchdog {
+        /// CMD's process group.
+        pgid: i32,
     },
 
     /// Print a shell completion script
@@ -289,8 +305,9 @@ pub enum GroupCommand {
     /// Join a group (creating it if needed) while CMD runs, or until interrupted
     ///
     /// The membership lasts as long as this process: while CMD runs (with TOOZ_GROUP and
-    /// TOOZ_MEMBER in its environment; signals and exit status as for `tooz lock`), or without
-    /// CMD until SIGINT, SIGTERM or SIGHUP. It is left on exit.
+    /// TOOZ_MEMBER in its environment; signals, exit status and the watchdog that kills CMD's
+    /// process group if tooz dies as for `tooz lock`), or without CMD until SIGINT, SIGTERM or
+    /// SIGHUP. It is left on exit.
     Join(JoinArgs),
     /// Remove a member from a group (e.g. one left behind by a crashed process)
     ///

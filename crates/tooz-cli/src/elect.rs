@@ -3,7 +3,7 @@
 use serde_json::json;
 use tooz::{Coordinator, Leadership};
 
-use crate::child::{self, Signals};
+use crate::child::{self, Lease, Signals};
 use crate::cli::{ElectArgs, Global, Hold};
 use crate::connect;
 use crate::exit::{self, Failure, Outcome};
@@ -34,14 +34,20 @@ async fn elected(coord: &Coordinator, args: &ElectArgs) -> Outcome {
         ("TOOZ_FENCING_TOKEN", term),
     ];
     let lost = lost(&leadership, group, &args.hold);
+    let lease = Lease {
+        what: format!("the leadership of {group}"),
+        deadline: Box::new(|| child::deadline(leadership.lease(), leadership.confirmed_at())),
+    };
     let ended = child::run(
         &args.command,
         &env,
         args.hold.kill_after,
         lost,
+        &lease,
         &mut signals,
     )
     .await;
+    drop(lease);
     let lost_late = leadership.lost_reason();
     if let Err(error) = leadership.resign().await {
         output::error_line(&format!("resigning the leadership of {group}: {error}"));

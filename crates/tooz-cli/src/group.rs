@@ -6,7 +6,7 @@ use futures::StreamExt;
 use serde_json::json;
 use tooz::{Capabilities, ConnectionState, Coordinator, GroupEvent, Value};
 
-use crate::child::{self, Signals};
+use crate::child::{self, Lease, Signals};
 use crate::cli::{Global, GroupCommand, JoinArgs};
 use crate::connect;
 use crate::exit::{self, Failure, Outcome};
@@ -98,9 +98,17 @@ async fn join(global: &Global, coord: &Coordinator, args: &JoinArgs) -> Outcome 
     if !args.command.is_empty() {
         let mut signals = Signals::forwarded()?;
         let env = [("TOOZ_GROUP", group.to_string()), ("TOOZ_MEMBER", me)];
-        return child::run(&args.command, &env, args.kill_after, lost, &mut signals)
-            .await?
-            .outcome();
+        let lease = Lease::none();
+        return child::run(
+            &args.command,
+            &env,
+            args.kill_after,
+            lost,
+            &lease,
+            &mut signals,
+        )
+        .await?
+        .outcome();
     }
     let mut signals = Signals::stopping()?;
     if global.json {

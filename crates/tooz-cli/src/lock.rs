@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tooz::{Coordinator, Error, Lock, LockGuard};
 
-use crate::child::{self, Signals};
+use crate::child::{self, Lease, Signals};
 use crate::cli::{Global, Hold, LockArgs};
 use crate::connect;
 use crate::exit::{self, Failure, Outcome};
@@ -32,14 +32,20 @@ async fn locked(coord: &Coordinator, args: &LockArgs) -> Outcome {
         ("TOOZ_FENCING_TOKEN", guard.fencing_token().to_string()),
     ];
     let lost = lost(&guard, &args.name, &args.hold);
+    let lease = Lease {
+        what: format!("lock {}", args.name),
+        deadline: Box::new(|| child::deadline(guard.lease(), guard.confirmed_at())),
+    };
     let ended = child::run(
         &args.command,
         &env,
         args.hold.kill_after,
         lost,
+        &lease,
         &mut signals,
     )
     .await;
+    drop(lease);
     let lost_late = guard.lost_reason();
     if let Err(error) = guard.release().await {
         output::error_line(&format!("releasing lock {}: {error}", args.name));

@@ -20,6 +20,7 @@ mod lock;
 mod manual;
 mod output;
 mod partition;
+mod watchdog;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -37,6 +38,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return ExitCode::from(usage_error(error, &args)),
     };
+    if let Command::Watchdog { pgid } = cli.command {
+        return watchdog::run(pgid);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -82,6 +86,7 @@ async fn run(cli: &Cli) -> Outcome {
         Command::Drivers => drivers::run(global),
         Command::Bench(args) => bench::run(global, args).await,
         Command::BenchWatcher { group } => bench::watcher(global, group).await,
+        Command::Watchdog { .. } => Ok(0),
         Command::Completions { shell } => manual::completions(*shell),
         Command::Man { command } => manual::man(command),
     };
