@@ -307,7 +307,9 @@ pub enum GroupCommand {
     /// The membership lasts as long as this process: while CMD runs (with TOOZ_GROUP and
     /// TOOZ_MEMBER in its environment; signals, exit status and the watchdog that kills CMD's
     /// process group if tooz dies as for `tooz lock`), or without CMD until SIGINT, SIGTERM or
-    /// SIGHUP. It is left on exit.
+    /// SIGHUP. It is left on exit. If the member is removed meanwhile (by `tooz group leave`
+    /// from another process, by expiry, or with the session), CMD is stopped (SIGTERM, then
+    /// SIGKILL after --kill-after) and tooz exits 76.
     Join(JoinArgs),
     /// Remove a member from a group (e.g. one left behind by a crashed process)
     ///

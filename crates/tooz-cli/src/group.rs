@@ -4,12 +4,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use serde_json::json;
-use tooz::{Capabilities, ConnectionState, Coordinator, GroupEvent, Value};
+use tooz::{Capabilities, Coordinator, GroupEvent, Value};
 
 use crate::child::{self, Lease, Signals};
 use crate::cli::{Global, GroupCommand, JoinArgs};
 use crate::connect;
 use crate::exit::{self, Failure, Outcome};
+use crate::membership::Membership;
 use crate::output::{self, Style};
 
 /// Runs a `tooz group` command.
@@ -94,7 +95,7 @@ async fn join(global: &Global, coord: &Coordinator, args: &JoinArgs) -> Outcome 
     let group = args.group.as_str();
     let me = coord.member_id().to_string();
     coord.join_group_create(group, capabilities(args)).await?;
-    let lost = session_lost(coord, group);
+    let lost = Membership::watch(coord, group).await?.lost();
     if !args.command.is_empty() {
         let mut signals = Signals::forwarded()?;
         let env = [("TOOZ_GROUP", group.to_string()), ("TOOZ_MEMBER", me)];
@@ -125,13 +126,6 @@ async fn join(global: &Global, coord: &Coordinator, args: &JoinArgs) -> Outcome 
         reason = lost => Err(Failure::new(exit::LOST, reason)),
         _ = signals.recv() => Ok(0),
     }
-}
-
-/// Resolves when the session, and so the membership, is lost.
-async fn session_lost(coord: &Coordinator, group: &str) -> String {
-    let mut states = coord.connection_states();
-    let _ = states.wait_for(|s| *s == ConnectionState::Lost).await;
-    format!("membership of {group} lost: the session was lost")
 }
 
 async fn leave(global: &Global, coord: &Coordinator, group: &str) -> Outcome {

@@ -18,6 +18,7 @@ mod exit;
 mod group;
 mod lock;
 mod manual;
+mod membership;
 mod output;
 mod partition;
 mod watchdog;

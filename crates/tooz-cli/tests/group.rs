@@ -59,12 +59,6 @@ fn group_round_trip() {
     // Left on exit.
     assert_eq!(stdout(env.tooz().args(["group", "members", "g"])), "");
 
-    // `leave` removes a member someone else joined.
-    let leave = r#""$TOOZ_BIN" --member c group leave g && "$TOOZ_BIN" group members g"#;
-    let out = stdout(env.tooz().args([
-        "--member", "c", "group", "join", "g", "--", "sh", "-c", leave,
-    ]));
-    assert_eq!(out, "");
     env.tooz()
         .args(["group", "leave", "g"])
         .assert()
@@ -171,4 +165,37 @@ fn partition_places_keys_as_the_hash_ring() {
     ignored.sort();
     assert_eq!(ignored, owners(3, &["a"]));
     assert_eq!(ignored, vec!["b".to_string(), "c".to_string()]);
+}
+
+/// `group leave` from another process removes a member: its `group join -- CMD` stops CMD
+/// (SIGTERM, then SIGKILL) and exits 76; without CMD, the join ends with 76 too.
+#[test]
+fn membership_loss_stops_cmd() {
+    let env = Env::new();
+    let leave = r#"trap '' TERM
+"$TOOZ_BIN" --member c group leave g && "$TOOZ_BIN" group members g > "$DIR/after"
+touch "$DIR/left"
+sleep 30"#;
+    let out = env
+        .tooz()
+        .args(["--member", "c", "group", "join", "g", "--kill-after", "0.3"])
+        .args(["--", "sh", "-c", leave])
+        .output()
+        .unwrap();
+    let err = common::stderr_of(&out);
+    assert_eq!(out.status.code(), Some(76), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("membership of g lost"), "{err}");
+    assert!(err.contains("SIGKILL"), "{err}");
+    assert!(env.path("left").exists());
+    assert_eq!(std::fs::read_to_string(env.path("after")).unwrap(), "");
+
+    let mut member = env.spawn(&["--json", "--member", "d", "group", "join", "g"]);
+    let lines = stdout_lines(&mut member);
+    next_line(&lines);
+    env.tooz()
+        .args(["--member", "d", "group", "leave", "g"])
+        .assert()
+        .success();
+    assert_eq!(wait_exit(&mut member), 76);
 }
