@@ -27,8 +27,8 @@ pub struct Cli {
 /// Options every command accepts.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Backend URL, e.g. file:///run/lock/tooz or zake:// [default: file driver in the user's
-    /// runtime dir]
+    /// Backend URL, e.g. file:///run/lock/tooz or redis://127.0.0.1:6379 [default: file driver
+    /// in the user's runtime dir]
     #[arg(
         long,
         global = true,
@@ -194,7 +194,7 @@ pub struct LockArgs {
 
     /// Lifetime of the lock if tooz stops renewing it, for drivers whose locks expire (sent as
     /// the URL option lock_timeout); ignored by drivers whose locks end with their holder's
-    /// process or session (file, zake)
+    /// process or session (file, ipc)
     #[arg(long, value_name = "S", value_parser = positive_duration)]
     pub ttl: Option<Duration>,
 

@@ -118,16 +118,38 @@ pub fn with_ttl(url: &str, ttl: Option<Duration>) -> Result<String, Failure> {
     })
 }
 
-/// Connects to `url` as `member` and starts the coordinator.
+/// Connects to `url` as `member` and starts the coordinator, whatever the driver (the unit
+/// tests use zake).
+#[cfg(test)]
 pub async fn start(url: &str, member: &str) -> Result<Coordinator, Failure> {
     let coord = Coordinator::connect(url, member).await?;
     coord.start().await?;
     Ok(coord)
 }
 
-/// Connects with the global options.
+/// Connects to `url` as `member` and starts the coordinator, for a command that coordinates
+/// with other processes: a driver whose state lives in one process (zake) is refused, as its
+/// locks and groups would be this process's alone.
+pub async fn start_shared(url: &str, member: &str) -> Result<Coordinator, Failure> {
+    let coord = Coordinator::builder(url, member)
+        .require([Characteristic::DistributedAcrossProcesses])
+        .connect()
+        .await
+        .map_err(|error| match error {
+            tooz::Error::DriverChosenPoorly { driver, .. } => Failure::msg(format!(
+                "the {driver} driver keeps its state inside one process, so a tooz command \
+                 would coordinate with nobody: give a URL shared by processes (file://DIR, \
+                 redis://HOST, ...; see 'tooz drivers')"
+            )),
+            other => other.into(),
+        })?;
+    coord.start().await?;
+    Ok(coord)
+}
+
+/// Connects with the global options, for a command that coordinates with other processes.
 pub async fn coordinator(global: &Global) -> Result<Coordinator, Failure> {
-    start(&url(global)?, &member(global)).await
+    start_shared(&url(global)?, &member(global)).await
 }
 
 /// Stops the coordinator (leaving groups, releasing locks); failures only matter to a caller

@@ -14,7 +14,7 @@ use crate::output::{self, Spinner};
 /// Runs `tooz lock`.
 pub async fn run(global: &Global, args: &LockArgs) -> Outcome {
     let url = connect::with_ttl(&connect::url(global)?, args.ttl)?;
-    let coord = connect::start(&url, &connect::member(global)).await?;
+    let coord = connect::start_shared(&url, &connect::member(global)).await?;
     let result = locked(&coord, args).await;
     connect::stop(&coord).await;
     result

@@ -161,11 +161,32 @@ fn ttl_is_accepted() {
         .args(["lock", "t", "--ttl", "30", "--", "true"])
         .assert()
         .success();
-    env.tooz()
-        .args(["--url", "zake://", "lock", "t", "--ttl", "30"])
-        .args(["--", "sh", "-c", "test \"$TOOZ_FENCING_TOKEN\" = 1"])
-        .assert()
-        .success();
+}
+
+/// zake's state lives in one process: every command that coordinates with other processes
+/// refuses it, saying why, rather than coordinating with nobody; `--help` does not offer it.
+#[test]
+fn drivers_local_to_one_process_are_refused() {
+    let env = Env::new();
+    let commands: &[&[&str]] = &[
+        &["lock", "t", "--", "true"],
+        &["elect", "g", "--", "true"],
+        &["group", "list"],
+        &["group", "join", "g", "--", "true"],
+        &["leader", "g"],
+        &["partition", "g", "k"],
+    ];
+    for args in commands {
+        for url in ["zake://", "memory://"] {
+            let mut cmd = env.tooz();
+            cmd.args(["--url", url]).args(*args);
+            let status = one_line_error(&mut cmd, "keeps its state inside one process");
+            assert!(status == 1 || status == 125, "{args:?}: {status}");
+        }
+    }
+    let out = env.tooz().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(!help.contains("zake"), "{help}");
 }
 
 #[test]
