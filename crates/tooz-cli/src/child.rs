@@ -144,7 +144,7 @@ pub fn deadline(lease: Option<Duration>, confirmed: tokio::time::Instant) -> Opt
 /// dies, or if `lease`'s deadline passes (tooz paused or cut off).
 pub async fn run(
     argv: &[OsString],
-    env: &[(&str, String)],
+    env: &[(&str, OsString)],
     kill_after: Duration,
     lost: impl Future<Output = String>,
     lease: &Lease<'_>,
@@ -222,7 +222,7 @@ impl Job {
     }
 }
 
-fn spawn(argv: &[OsString], env: &[(&str, String)], terminal: bool) -> Result<Job, Failure> {
+fn spawn(argv: &[OsString], env: &[(&str, OsString)], terminal: bool) -> Result<Job, Failure> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| Failure::usage("no command given after --"))?;
@@ -454,7 +454,7 @@ mod tests {
     }
 
     /// Runs `argv` with nothing to lose.
-    async fn finish(argv: &[OsString], env: &[(&str, String)]) -> Result<Ended, Failure> {
+    async fn finish(argv: &[OsString], env: &[(&str, OsString)]) -> Result<Ended, Failure> {
         let mut signals = Signals::forwarded().unwrap();
         let never = std::future::pending::<String>();
         let lease = Lease::none();
@@ -478,7 +478,7 @@ mod tests {
             );
             let killed = finish(&sh("kill -USR1 $$"), &[]).await.unwrap();
             assert_eq!(killed, Ended::Finished(128 + libc::SIGUSR1 as u8));
-            let env = [("TOOZ_TEST_VALUE", "42".to_string())];
+            let env = [("TOOZ_TEST_VALUE", OsString::from("42"))];
             let check = sh("test \"$TOOZ_TEST_VALUE\" = 42");
             assert_eq!(finish(&check, &env).await.unwrap(), Ended::Finished(0));
             let missing = [OsString::from("/nonexistent/tooz-test")];

@@ -50,7 +50,8 @@ pub struct Global {
     pub member: Option<String>,
 
     /// Machine-readable JSON on stdout (JSON Lines for streams); commands running CMD leave
-    /// stdout to it
+    /// stdout to it. Names are exact: a JSON string, or {"hex": "..."} for a name that is not
+    /// UTF-8
     #[arg(long, global = true)]
     pub json: bool,
 }

@@ -8,6 +8,7 @@ use crate::cli::{ElectArgs, Global, Hold};
 use crate::connect;
 use crate::exit::{self, Failure, Outcome};
 use crate::lock::{interrupted, max_hold};
+use crate::names;
 use crate::output::{self, Spinner, Style};
 
 /// Runs `tooz elect`.
@@ -28,10 +29,10 @@ async fn elected(coord: &Coordinator, args: &ElectArgs) -> Outcome {
     };
     let term = leadership.term().to_string();
     let env = [
-        ("TOOZ_GROUP", group.to_string()),
-        ("TOOZ_MEMBER", coord.member_id().to_string()),
-        ("TOOZ_LEADER_TERM", term.clone()),
-        ("TOOZ_FENCING_TOKEN", term),
+        ("TOOZ_GROUP", group.into()),
+        ("TOOZ_MEMBER", names::env(coord.member_id())),
+        ("TOOZ_LEADER_TERM", term.clone().into()),
+        ("TOOZ_FENCING_TOKEN", term.into()),
     ];
     let lost = lost(&leadership, group, &args.hold);
     let lease = Lease {
@@ -99,11 +100,12 @@ pub async fn leader(global: &Global, group: &str) -> Outcome {
     let coord = connect::coordinator(global).await?;
     let leader = coord.get_leader(group).await;
     connect::stop(&coord).await;
-    let leader = leader?.map(|id| id.to_string());
+    let leader = leader?;
     if global.json {
+        let leader = leader.as_ref().map(names::json);
         output::json(&json!({ "group": group, "leader": leader }))?;
     } else if let Some(leader) = leader {
-        output::print(&format!("{leader}\n"))?;
+        names::print_lines([&leader])?;
     } else if output::is_tty(libc::STDOUT_FILENO) {
         output::print(&format!("{}\n", Style::stdout().dim("(no leader)")))?;
     }

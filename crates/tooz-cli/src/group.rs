@@ -11,6 +11,7 @@ use crate::cli::{Global, GroupCommand, JoinArgs};
 use crate::connect;
 use crate::exit::{self, Failure, Outcome};
 use crate::membership::Membership;
+use crate::names::{self, hex};
 use crate::output::{self, Style};
 
 /// Runs a `tooz group` command.
@@ -37,16 +38,12 @@ pub async fn run(global: &Global, command: &GroupCommand) -> Outcome {
 }
 
 async fn list(global: &Global, coord: &Coordinator) -> Outcome {
-    let groups: Vec<String> = coord
-        .get_groups()
-        .await?
-        .iter()
-        .map(|g| g.to_string())
-        .collect();
+    let groups = coord.get_groups().await?;
     if global.json {
-        output::json(&json!(groups))?;
+        let list: Vec<_> = groups.iter().map(names::json).collect();
+        output::json(&json!(list))?;
     } else {
-        output::print(&lines(&groups))?;
+        names::print_lines(&groups)?;
     }
     Ok(0)
 }
@@ -73,8 +70,8 @@ async fn members(global: &Global, coord: &Coordinator, group: &str, caps: bool) 
         let list: Vec<_> = members
             .iter()
             .map(|(id, c)| match caps {
-                true => json!({ "member": id.to_string(), "capabilities": to_json(c.value()) }),
-                false => json!(id.to_string()),
+                true => json!({ "member": names::json(id), "capabilities": to_json(c.value()) }),
+                false => names::json(id),
             })
             .collect();
         output::json(&json!(list))?;
@@ -85,20 +82,22 @@ async fn members(global: &Global, coord: &Coordinator, group: &str, caps: bool) 
             .collect();
         output::print(&output::table(&["MEMBER", "CAPABILITIES"], &rows))?;
     } else {
-        let names: Vec<String> = members.keys().map(|id| id.to_string()).collect();
-        output::print(&lines(&names))?;
+        names::print_lines(members.keys())?;
     }
     Ok(0)
 }
 
 async fn join(global: &Global, coord: &Coordinator, args: &JoinArgs) -> Outcome {
     let group = args.group.as_str();
-    let me = coord.member_id().to_string();
+    let me = coord.member_id().clone();
     coord.join_group_create(group, capabilities(args)).await?;
     let lost = Membership::watch(coord, group).await?.lost();
     if !args.command.is_empty() {
         let mut signals = Signals::forwarded()?;
-        let env = [("TOOZ_GROUP", group.to_string()), ("TOOZ_MEMBER", me)];
+        let env = [
+            ("TOOZ_GROUP", group.into()),
+            ("TOOZ_MEMBER", names::env(&me)),
+        ];
         let lease = Lease::none();
         return child::run(
             &args.command,
@@ -113,13 +112,14 @@ async fn join(global: &Global, coord: &Coordinator, args: &JoinArgs) -> Outcome 
     }
     let mut signals = Signals::stopping()?;
     if global.json {
-        output::json(&json!({ "event": "joined", "group": group, "member": me }))?;
+        let member = names::json(&me);
+        output::json(&json!({ "event": "joined", "group": group, "member": member }))?;
     } else if output::is_tty(libc::STDERR_FILENO) {
         let style = Style::stderr();
         eprintln!(
             "joined {} as {}; Ctrl-C to leave",
             style.bold(group),
-            style.bold(&me)
+            style.bold(&me.to_string())
         );
     }
     tokio::select! {
@@ -131,7 +131,7 @@ async fn join(global: &Global, coord: &Coordinator, args: &JoinArgs) -> Outcome 
 async fn leave(global: &Global, coord: &Coordinator, group: &str) -> Outcome {
     coord.leave_group(group).await?;
     if global.json {
-        let member = coord.member_id().to_string();
+        let member = names::json(coord.member_id());
         output::json(&json!({ "group": group, "member": member, "left": true }))?;
     }
     Ok(0)
@@ -142,8 +142,8 @@ async fn watch(global: &Global, coord: &Coordinator, group: &str) -> Outcome {
     let mut events = coord.watch_group(group).await?;
     let members = coord.get_members(group).await?;
     if global.json {
-        let names: Vec<String> = members.iter().map(|m| m.to_string()).collect();
-        output::json(&json!({ "event": "watching", "group": group, "members": names }))?;
+        let list: Vec<_> = members.iter().map(names::json).collect();
+        output::json(&json!({ "event": "watching", "group": group, "members": list }))?;
     } else if output::is_tty(libc::STDERR_FILENO) {
         let names: Vec<String> = members.iter().map(|m| m.to_string()).collect();
         eprintln!(
@@ -174,7 +174,7 @@ async fn watch(global: &Global, coord: &Coordinator, group: &str) -> Outcome {
                 .unwrap_or_default()
                 .as_secs_f64();
             let line = json!({
-                "event": kind, "group": group, "member": member.to_string(), "time": time,
+                "event": kind, "group": group, "member": names::json(member), "time": time,
             });
             output::json(&line)?;
         } else if output::is_tty(libc::STDOUT_FILENO) {
@@ -185,13 +185,12 @@ async fn watch(global: &Global, coord: &Coordinator, group: &str) -> Outcome {
             let clock = style.dim(&local_clock(now));
             output::print(&format!("{clock} {mark} {member}\n"))?;
         } else {
-            output::print(&format!("{kind}\t{member}\n"))?;
+            let mut line = format!("{kind}\t").into_bytes();
+            line.extend_from_slice(member.as_bytes());
+            line.push(b'\n');
+            output::print_bytes(&line)?;
         }
     }
-}
-
-fn lines(items: &[String]) -> String {
-    items.iter().map(|i| format!("{i}\n")).collect()
 }
 
 /// The capabilities given to `group join`.
@@ -278,10 +277,6 @@ pub fn to_text(value: &Value) -> String {
         serde_json::Value::String(s) => s,
         other => other.to_string(),
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `HH:MM:SS` in local time.

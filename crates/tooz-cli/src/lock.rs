@@ -28,8 +28,11 @@ async fn locked(coord: &Coordinator, args: &LockArgs) -> Outcome {
         sig = signals.recv() => return Err(interrupted(sig, &format!("lock {}", args.name))),
     };
     let env = [
-        ("TOOZ_LOCK_NAME", args.name.clone()),
-        ("TOOZ_FENCING_TOKEN", guard.fencing_token().to_string()),
+        ("TOOZ_LOCK_NAME", args.name.clone().into()),
+        (
+            "TOOZ_FENCING_TOKEN",
+            guard.fencing_token().to_string().into(),
+        ),
     ];
     let lost = lost(&guard, &args.name, &args.hold);
     let lease = Lease {

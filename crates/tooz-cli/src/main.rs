@@ -19,6 +19,7 @@ mod group;
 mod lock;
 mod manual;
 mod membership;
+mod names;
 mod output;
 mod partition;
 mod watchdog;

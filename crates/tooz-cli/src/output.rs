@@ -70,8 +70,13 @@ impl Style {
 
 /// Writes `text` to stdout and flushes it (a closed pipe becomes a quiet failure).
 pub fn print(text: &str) -> Result<(), Failure> {
+    print_bytes(text.as_bytes())
+}
+
+/// Writes `bytes` to stdout and flushes them (a closed pipe becomes a quiet failure).
+pub fn print_bytes(bytes: &[u8]) -> Result<(), Failure> {
     let mut out = io::stdout().lock();
-    out.write_all(text.as_bytes())?;
+    out.write_all(bytes)?;
     out.flush()?;
     Ok(())
 }

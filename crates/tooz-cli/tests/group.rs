@@ -150,7 +150,14 @@ fn partition_places_keys_as_the_hash_ring() {
 
     let two: Value =
         serde_json::from_str(&std::fs::read_to_string(env.path("two.json")).unwrap()).unwrap();
-    assert_eq!(two["members"], json!({"a": 2, "b": 1, "c": 1}));
+    assert_eq!(
+        two["members"],
+        json!([
+            {"member": "a", "weight": 2},
+            {"member": "b", "weight": 1},
+            {"member": "c", "weight": 1},
+        ])
+    );
     assert_eq!(two["primary"], json!(primary));
     let mut got: Vec<String> = serde_json::from_value(two["owners"].clone()).unwrap();
     assert_eq!(got[0], primary, "the primary comes first");
@@ -198,4 +205,49 @@ sleep 30"#;
         .assert()
         .success();
     assert_eq!(wait_exit(&mut member), 76);
+}
+
+/// Names reach scripts exactly: a 208-byte member id holding a newline comes out whole in
+/// TOOZ_MEMBER, in `--json group members` and `group watch`, and feeding it back to
+/// `group leave` works.
+#[test]
+fn names_are_exact_in_json_and_environment() {
+    let env = Env::new();
+    let long = format!("mem-{}\nend", "x".repeat(200));
+    let record = r#"printf %s "$TOOZ_MEMBER" > "$DIR/member"
+"$TOOZ_BIN" --json group members g > "$DIR/members.json"
+"$TOOZ_BIN" group members g > "$DIR/members.txt""#;
+    env.tooz()
+        .args([
+            "--member", &long, "group", "join", "g", "--", "sh", "-c", record,
+        ])
+        .assert()
+        .success();
+    assert_eq!(std::fs::read_to_string(env.path("member")).unwrap(), long);
+    let members: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.path("members.json")).unwrap()).unwrap();
+    assert_eq!(members, json!([long]));
+    assert_eq!(
+        std::fs::read_to_string(env.path("members.txt")).unwrap(),
+        format!("{long}\n")
+    );
+
+    // What --json printed, fed back to `group leave`, removes the member.
+    let mut member = env.spawn(&["--json", "--member", &long, "group", "join", "g"]);
+    let lines = stdout_lines(&mut member);
+    let joined: Value = serde_json::from_str(&next_line(&lines)).unwrap();
+    assert_eq!(joined["member"], json!(long));
+    let out = env
+        .tooz()
+        .args(["--json", "group", "members", "g"])
+        .output()
+        .unwrap();
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let name = listed[0].as_str().unwrap();
+    env.tooz()
+        .args(["--member", name, "group", "leave", "g"])
+        .assert()
+        .success();
+    assert_eq!(wait_exit(&mut member), 76);
+    assert_eq!(stdout(env.tooz().args(["group", "members", "g"])), "");
 }
