@@ -132,6 +132,17 @@ impl DriverUrl {
         })
     }
 
+    /// `raw`, parsable or not, with its secrets (the password, and the values of options whose
+    /// names say password, token or secret) replaced by `***`: what to show of a URL.
+    ///
+    /// ```
+    /// let shown = tooz::DriverUrl::redact("redis://:p/w+x=y?z;@db:6379?sentinel_password=pw");
+    /// assert_eq!(shown, "redis://:***@db:6379?sentinel_password=***");
+    /// ```
+    pub fn redact(raw: &str) -> String {
+        redact_raw(raw)
+    }
+
     /// Every `host[:port]` of the authority, as written: several for a comma-separated list,
     /// else the one host (with its port when given), or none.
     pub fn hosts(&self) -> Vec<String> {
@@ -270,25 +281,27 @@ fn is_secret_name(name: &str) -> bool {
 
 /// Redacts a URL string that may not even parse: the password part of the authority and the
 /// values of query options whose names look secret.
+///
+/// A password may hold characters that end an authority (`/`, `?`, `#`) when it was not
+/// percent-encoded, so the user information runs to the *last* `@`: whatever stands between
+/// the first `:` after `scheme://` and that `@` is hidden (more than the password, in the odd
+/// URL whose path or query holds an `@`, but never less).
 pub(crate) fn redact_raw(raw: &str) -> String {
-    let (head, query) = match raw.split_once('?') {
+    let (mut out, rest) = match raw.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((userinfo, after)) => match userinfo.split_once(':') {
+                Some((user, _)) => (format!("{scheme}://{user}:***@"), after),
+                None => (format!("{scheme}://{userinfo}@"), after),
+            },
+            None => (format!("{scheme}://"), rest),
+        },
+        None => (String::new(), raw),
+    };
+    let (head, query) = match rest.split_once('?') {
         Some((h, q)) => (h, Some(q)),
-        None => (raw, None),
+        None => (rest, None),
     };
-    let mut out = match head.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let authority = match authority.rsplit_once('@') {
-                Some((userinfo, host)) => match userinfo.split_once(':') {
-                    Some((user, _)) => format!("{user}:***@{host}"),
-                    None => format!("{userinfo}@{host}"),
-                },
-                None => authority.to_string(),
-            };
-            format!("{scheme}://{authority}{path}")
-        }
-        None => head.to_string(),
-    };
+    out.push_str(head);
     if let Some(query) = query {
         let parts: Vec<String> = query
             .split('&')
@@ -501,6 +514,16 @@ mod tests {
         }
         let bad = DriverUrl::parse("redis://admin:s3cret@[::1/x").unwrap_err();
         assert!(!bad.to_string().contains("s3cret"), "{bad}");
+        // Characters that end an authority, in a password nobody percent-encoded.
+        for password in ["p/w0rd", "p?w0rd", "p#w0rd", "p+w=0;rd", "p@w0rd"] {
+            let raw = format!("redis://:{password}@host:6379/0?timeout=5");
+            let shown = match DriverUrl::parse(&raw) {
+                Ok(url) => url.to_string(),
+                Err(error) => error.to_string(),
+            };
+            assert!(!shown.contains("w0rd"), "{shown}");
+            assert!(!redact_raw(&raw).contains("w0rd"), "{raw}");
+        }
         let bad = DriverUrl::parse("redis://h/?sentinel_password=").unwrap();
         let err = bad
             .options(
