@@ -22,6 +22,7 @@ mod membership;
 mod names;
 mod output;
 mod partition;
+mod secrets;
 mod watchdog;
 
 use std::ffi::OsString;
@@ -43,6 +44,11 @@ fn main() -> ExitCode {
     if let Command::Watchdog { pgid } = cli.command {
         return watchdog::run(pgid);
     }
+    let bench_urls = match &cli.command {
+        Command::Bench(args) => args.urls.iter().map(String::as_str).collect(),
+        _ => Vec::new(),
+    };
+    secrets::register(cli.global.url.iter().map(String::as_str).chain(bench_urls));
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

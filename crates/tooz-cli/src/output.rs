@@ -86,8 +86,10 @@ pub fn json(value: &serde_json::Value) -> Result<(), Failure> {
     print(&format!("{value}\n"))
 }
 
-/// Prints `tooz: <message>` on stderr: one line, whatever the message holds.
+/// Prints `tooz: <message>` on stderr: one line, whatever the message holds, with the
+/// secrets of the URLs given scrubbed.
 pub fn error_line(message: &str) {
+    let message = crate::secrets::scrub(message);
     let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
     let style = Style::stderr();
     let _ = writeln!(
