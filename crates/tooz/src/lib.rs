@@ -69,4 +69,4 @@ pub use types::{
     MemberInfo, SessionEvents, Value,
 };
 pub use types::{Support, WatchKind};
-pub use url::{DriverUrl, OptionKind, OptionSpec, Options, COMMON_OPTIONS};
+pub use url::{duration, DriverUrl, OptionKind, OptionSpec, Options, COMMON_OPTIONS};

@@ -24,7 +24,9 @@ pub enum OptionKind {
 impl OptionKind {
     fn expected(self) -> &'static str {
         match self {
-            OptionKind::Duration => "a positive duration in seconds (e.g. `5`, `0.5`, `250ms`)",
+            OptionKind::Duration => {
+                "a positive duration in seconds (e.g. `5`, `0.5`, `250ms`, `2m`, `1h`)"
+            }
             OptionKind::Bool => "a boolean (`true` or `false`)",
             OptionKind::Integer => "a non-negative integer",
             OptionKind::Text | OptionKind::Secret => "text",
@@ -105,6 +107,8 @@ pub struct DriverUrl {
     host_list: Vec<String>,
     /// The redacted URL as given, when `url` holds only the first host of a list.
     shown: Option<String>,
+    /// Whether `//` followed the scheme as written (`file:relative` has none).
+    authority: bool,
 }
 
 impl DriverUrl {
@@ -123,12 +127,16 @@ impl DriverUrl {
             .query_pairs()
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-        let shown = (!host_list.is_empty()).then(|| redact_raw(raw));
+        let authority = raw
+            .split_once(':')
+            .is_some_and(|(_, rest)| rest.starts_with("//"));
+        let shown = (!host_list.is_empty() || !authority).then(|| redact_raw(raw));
         Ok(DriverUrl {
             url,
             query,
             host_list,
             shown,
+            authority,
         })
     }
 
@@ -141,6 +149,13 @@ impl DriverUrl {
     /// ```
     pub fn redact(raw: &str) -> String {
         redact_raw(raw)
+    }
+
+    /// Whether the URL was written with `//` after the scheme. `file:relative` and `file:./x`
+    /// have none: the URL standard reads them as `/relative` and `/x`, which is never what was
+    /// meant.
+    pub fn has_authority(&self) -> bool {
+        self.authority
     }
 
     /// Every `host[:port]` of the authority, as written: several for a comma-separated list,
@@ -240,20 +255,30 @@ fn check_value(spec: &OptionSpec, value: &str) -> Result<()> {
     })
 }
 
+/// A positive duration, as a URL option takes it: [`duration`] less zero.
 fn parse_duration(value: &str) -> Option<Duration> {
+    duration(value).filter(|d| !d.is_zero())
+}
+
+/// The one duration grammar of tooz, for URL options and the `tooz` command's flags alike:
+/// a number of seconds (`5`, `0.5`), or a number with a unit: `ms`, `s`, `m` or `h`
+/// (`250ms`, `2m`, `1h`); zero up to a year. `None` for anything else.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(tooz::duration("1h"), Some(Duration::from_secs(3600)));
+/// assert_eq!(tooz::duration("250ms"), Some(Duration::from_millis(250)));
+/// assert_eq!(tooz::duration("soon"), None);
+/// ```
+pub fn duration(value: &str) -> Option<Duration> {
     let value = value.trim();
-    let (number, scale) = if let Some(n) = value.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = value.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = value.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (value, 1.0)
-    };
+    let (number, scale) = [("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)]
+        .iter()
+        .find_map(|(unit, scale)| value.strip_suffix(unit).map(|n| (n, *scale)))
+        .unwrap_or((value, 1.0));
     let seconds: f64 = number.trim().parse().ok()?;
     let seconds = seconds * scale;
-    (seconds.is_finite() && seconds > 0.0 && seconds <= MAX_DURATION.as_secs_f64())
+    (seconds.is_finite() && seconds >= 0.0 && seconds <= MAX_DURATION.as_secs_f64())
         .then(|| Duration::from_secs_f64(seconds))
 }
 
@@ -461,7 +486,9 @@ mod tests {
         assert_eq!(parse_duration("0.25"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        for bad in ["", "0", "-1", "abc", "nan", "inf", "1e30", "5h"] {
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(duration("0"), Some(Duration::ZERO));
+        for bad in ["", "0", "-1", "abc", "nan", "inf", "1e30", "5x", "h"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }
