@@ -84,7 +84,7 @@ pub enum Command {
 
     /// Run CMD only while leader of GROUP
     ///
-    /// Campaigns for the leadership of GROUP, then runs CMD with TOOZ_GROUP, TOOZ_MEMBER,
+    /// Campaigns for the leadership of GROUP (creating the group if needed), then runs CMD with TOOZ_GROUP, TOOZ_MEMBER,
     /// TOOZ_LEADER_TERM and TOOZ_FENCING_TOKEN (both the term, which increases with every new
     /// leader) in its environment. Exit statuses, signals, loss handling and the watchdog are
     /// those of `tooz lock`; the leadership is given up when CMD ends.
@@ -95,13 +95,17 @@ pub enum Command {
     #[command(subcommand)]
     Group(GroupCommand),
 
-    /// Print the current leader of GROUP (nothing if there is none)
+    /// Print the current leader of GROUP (nothing, or null with --json, if it has none; an
+    /// error if there is no leader and GROUP does not exist)
     Leader {
         /// The group.
         group: String,
     },
 
     /// Print the members owning KEY among GROUP's current members
+    ///
+    /// An empty group owns nothing: no line (with --json, "owners": []). A group that does
+    /// not exist is an error, as for `tooz leader`.
     ///
     /// Uses Python tooz's placement: a consistent hash ring with 32 points per unit of weight
     /// (a member's weight is its `weight` capability, 1 otherwise), KEY hashed as its UTF-8
@@ -368,21 +372,15 @@ fn json_value(text: &str) -> Result<serde_json::Value, String> {
     serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))
 }
 
-/// Parses `5`, `0.5`, `250ms`, `2s`, `1m` or `1h` (zero allowed).
+/// Parses `5`, `0.5`, `250ms`, `2s`, `1m` or `1h` (zero allowed): the grammar of the URL
+/// options too ([`tooz::duration`]).
 pub fn duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, scale) = [("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)]
-        .iter()
-        .find_map(|(unit, scale)| text.strip_suffix(unit).map(|n| (n, *scale)))
-        .unwrap_or((text, 1.0));
-    let expected =
-        || format!("`{text}` is not a duration (expected seconds, e.g. 5, 0.5, 250ms, 2m)");
-    let value: f64 = number.trim().parse().map_err(|_| expected())?;
-    let seconds = value * scale;
-    if !(0.0..=1e9).contains(&seconds) {
-        return Err(expected());
-    }
-    Ok(Duration::from_secs_f64(seconds))
+    tooz::duration(text).ok_or_else(|| {
+        format!(
+            "`{}` is not a duration (expected seconds, e.g. 5, 0.5, 250ms, 2m, 1h; at most a year)",
+            text.trim()
+        )
+    })
 }
 
 fn positive_duration(text: &str) -> Result<Duration, String> {

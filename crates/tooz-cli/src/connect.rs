@@ -80,6 +80,33 @@ pub fn url(global: &Global) -> Result<String, Failure> {
     }
 }
 
+/// A started coordinator for a command that only reads, or `None` when the URL (or the
+/// default one) names a directory of the file driver that does not exist: there is nothing
+/// to read there, and reading must not create the tree. The URL is checked either way.
+pub async fn reader(global: &Global) -> Result<Option<Coordinator>, Failure> {
+    let url = match &global.url {
+        Some(url) => url.clone(),
+        None => file_url(&default_dir()),
+    };
+    let coord = shared(&url, &member(global)).await?;
+    let parsed = tooz::DriverUrl::parse(&url)?;
+    if coord.driver_name() == "file" && !Path::new(&parsed.path()).exists() {
+        return Ok(None);
+    }
+    if global.url.is_none() {
+        own_dir(&default_dir())?;
+    }
+    coord.start().await?;
+    Ok(Some(coord))
+}
+
+/// The failure of a read-only command on a group in a store that does not exist.
+pub fn no_such_group(group: &str) -> Failure {
+    Failure::msg(tooz::Error::GroupNotCreated {
+        group: group.into(),
+    })
+}
+
 /// The member id to use.
 pub fn member(global: &Global) -> String {
     global.member.clone().unwrap_or_else(default_member)
@@ -131,7 +158,15 @@ pub async fn start(url: &str, member: &str) -> Result<Coordinator, Failure> {
 /// with other processes: a driver whose state lives in one process (zake) is refused, as its
 /// locks and groups would be this process's alone.
 pub async fn start_shared(url: &str, member: &str) -> Result<Coordinator, Failure> {
-    let coord = Coordinator::builder(url, member)
+    let coord = shared(url, member).await?;
+    coord.start().await?;
+    Ok(coord)
+}
+
+/// The coordinator of [`start_shared`], not started: the URL and its options are checked,
+/// nothing is connected or created yet.
+async fn shared(url: &str, member: &str) -> Result<Coordinator, Failure> {
+    Coordinator::builder(url, member)
         .require([Characteristic::DistributedAcrossProcesses])
         .connect()
         .await
@@ -142,9 +177,7 @@ pub async fn start_shared(url: &str, member: &str) -> Result<Coordinator, Failur
                  redis://HOST, ...; see 'tooz drivers')"
             )),
             other => other.into(),
-        })?;
-    coord.start().await?;
-    Ok(coord)
+        })
 }
 
 /// Connects with the global options, for a command that coordinates with other processes.

@@ -1,7 +1,7 @@
 //! `tooz elect GROUP -- CMD...`: run CMD only while leader, and `tooz leader GROUP`.
 
 use serde_json::json;
-use tooz::{Coordinator, Leadership};
+use tooz::{Coordinator, Error, Leadership};
 
 use crate::child::{self, Lease, Signals};
 use crate::cli::{ElectArgs, Global, Hold};
@@ -64,6 +64,12 @@ async fn elected(coord: &Coordinator, args: &ElectArgs) -> Outcome {
 
 async fn campaign(coord: &Coordinator, args: &ElectArgs) -> Result<Leadership, Failure> {
     let group = args.group.as_str();
+    // The group exists while anyone campaigns, so that `tooz leader` tells an empty group
+    // from a missing one.
+    match coord.create_group(group).await {
+        Ok(()) | Err(Error::GroupAlreadyExist { .. }) => {}
+        Err(error) => return Err(error.into()),
+    }
     let leader = match coord.get_leader(group).await {
         Ok(Some(leader)) => format!(" (leader: {leader})"),
         Ok(None) => String::new(),
@@ -95,10 +101,17 @@ async fn lost(leadership: &Leadership, group: &str, hold: &Hold) -> String {
     }
 }
 
-/// Runs `tooz leader GROUP`.
+/// Runs `tooz leader GROUP`: the leader, nothing (JSON null) when the group has none; a
+/// failure when there is neither a leader nor the group, as for `tooz partition`.
 pub async fn leader(global: &Global, group: &str) -> Outcome {
-    let coord = connect::coordinator(global).await?;
-    let leader = coord.get_leader(group).await;
+    let Some(coord) = connect::reader(global).await? else {
+        return Err(connect::no_such_group(group));
+    };
+    // A campaign needs no group on every backend: only a group with no leader must exist.
+    let leader = match coord.get_leader(group).await {
+        Ok(None) => coord.get_members(group).await.map(|_| None),
+        other => other,
+    };
     connect::stop(&coord).await;
     let leader = leader?;
     if global.json {

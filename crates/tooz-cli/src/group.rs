@@ -23,7 +23,16 @@ pub async fn run(global: &Global, command: &GroupCommand) -> Outcome {
             ));
         }
     }
-    let coord = connect::coordinator(global).await?;
+    let coord = match command {
+        GroupCommand::List | GroupCommand::Members { .. } | GroupCommand::Watch { .. } => {
+            match connect::reader(global).await? {
+                Some(coord) => coord,
+                // Reading a store that does not exist must not create it.
+                None => return read_nothing(global, command),
+            }
+        }
+        _ => connect::coordinator(global).await?,
+    };
     let result = match command {
         GroupCommand::List => list(global, &coord).await,
         GroupCommand::Create { group } => create(global, &coord, group).await,
@@ -46,6 +55,21 @@ async fn list(global: &Global, coord: &Coordinator) -> Outcome {
         names::print_lines(&groups)?;
     }
     Ok(0)
+}
+
+/// A read of a store that does not exist: no groups, and so no such group.
+fn read_nothing(global: &Global, command: &GroupCommand) -> Outcome {
+    match command {
+        GroupCommand::Members { group, .. } | GroupCommand::Watch { group } => {
+            Err(connect::no_such_group(group))
+        }
+        _ => {
+            if global.json {
+                output::json(&json!([]))?;
+            }
+            Ok(0)
+        }
+    }
 }
 
 async fn create(global: &Global, coord: &Coordinator, group: &str) -> Outcome {

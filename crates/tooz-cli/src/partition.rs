@@ -14,7 +14,9 @@ use crate::output;
 
 /// Runs `tooz partition`.
 pub async fn run(global: &Global, args: &PartitionArgs) -> Outcome {
-    let coord = connect::coordinator(global).await?;
+    let Some(coord) = connect::reader(global).await? else {
+        return Err(connect::no_such_group(&args.group));
+    };
     let members = coord
         .get_members_with_capabilities(args.group.as_str())
         .await;
