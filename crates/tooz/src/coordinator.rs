@@ -540,6 +540,16 @@ impl Coordinator {
         Ok(Leadership::new(group, guard))
     }
 
+    /// Tries once to become leader of `group`: `None` if another member leads it.
+    pub async fn try_campaign(&self, group: impl Into<Id>) -> Result<Option<Leadership>> {
+        self.inner.check_started()?;
+        self.inner.check_election()?;
+        let group = group.into();
+        self.inner.check_name("group", &group)?;
+        let guard = self.leader_lock(group.clone()).try_acquire().await?;
+        Ok(guard.map(|guard| Leadership::new(group, guard)))
+    }
+
     /// The current leader of `group`, if any.
     pub async fn get_leader(&self, group: impl Into<Id>) -> Result<Option<Id>> {
         self.inner.check_election()?;
