@@ -49,6 +49,12 @@ pub struct Global {
     )]
     pub member: Option<String>,
 
+    /// Log the library's work on stderr: -v events, -vv also debug events and spans with their
+    /// durations, -vvv everything (TOOZ_LOG or RUST_LOG, e.g. TOOZ_LOG=tooz=debug, take
+    /// precedence)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
     /// Machine-readable JSON on stdout (JSON Lines for streams); commands running CMD leave
     /// stdout to it. Names are exact: a JSON string, or {"hex": "..."} for a name that is not
     /// UTF-8
@@ -99,6 +105,7 @@ pub enum Command {
     /// error if there is no leader and GROUP does not exist)
     Leader {
         /// The group.
+        #[arg(value_parser = non_empty)]
         group: String,
     },
 
@@ -147,7 +154,9 @@ pub enum Command {
     /// Print a shell completion script
     ///
     /// bash: tooz completions bash > ~/.local/share/bash-completion/completions/tooz
+    ///
     /// zsh: tooz completions zsh > "${fpath[1]}/_tooz"
+    ///
     /// fish: tooz completions fish > ~/.config/fish/completions/tooz.fish
     Completions {
         /// The shell.
@@ -169,6 +178,15 @@ pub struct Wait {
     /// Give up after S seconds (also 250ms, 2m, 1h) with status 75
     #[arg(long, value_name = "S", value_parser = duration)]
     pub timeout: Option<Duration>,
+
+    /// Fail at once with status 75 if it is held
+    #[arg(long, conflicts_with = "timeout")]
+    pub no_wait: bool,
+
+    /// The status for "not obtained" instead of 75, to tell it from CMD's own statuses (as
+    /// flock's --conflict-exit-code)
+    #[arg(long, value_name = "N", default_value_t = exit::BUSY)]
+    pub conflict_exit_code: u8,
 }
 
 /// What to do with CMD when the lock goes.
@@ -181,21 +199,22 @@ pub struct Hold {
     /// Stop CMD (SIGTERM, then SIGKILL) and exit 76 if it still runs after S seconds
     #[arg(long, value_name = "S", value_parser = positive_duration)]
     pub max_hold: Option<Duration>,
+
+    /// The status for "lost while CMD ran" instead of 76, to tell it from CMD's own statuses
+    #[arg(long, value_name = "N", default_value_t = exit::LOST)]
+    pub lost_exit_code: u8,
 }
 
 /// `tooz lock`.
 #[derive(Debug, Args)]
 pub struct LockArgs {
     /// The lock name (with the file driver: a relative path inside its directory)
+    #[arg(value_parser = non_empty)]
     pub name: String,
 
     /// How long to wait.
     #[command(flatten)]
     pub wait: Wait,
-
-    /// Fail at once with status 75 if the lock is held
-    #[arg(long, conflicts_with = "timeout")]
-    pub no_wait: bool,
 
     /// Lifetime of the lock if tooz stops renewing it, for drivers whose locks expire (sent as
     /// the URL option lock_timeout); ignored by drivers whose locks end with their holder's
@@ -216,6 +235,7 @@ pub struct LockArgs {
 #[derive(Debug, Args)]
 pub struct ElectArgs {
     /// The group to lead.
+    #[arg(value_parser = non_empty)]
     pub group: String,
 
     /// How long to wait.
@@ -273,6 +293,7 @@ pub struct BenchArgs {
 #[derive(Debug, Args)]
 pub struct PartitionArgs {
     /// The group whose members share the keys.
+    #[arg(value_parser = non_empty)]
     pub group: String,
     /// The key to place.
     pub key: String,
@@ -292,16 +313,19 @@ pub enum GroupCommand {
     /// Create a group
     Create {
         /// The group.
+        #[arg(value_parser = non_empty)]
         group: String,
     },
     /// Delete a group that has no members
     Delete {
         /// The group.
+        #[arg(value_parser = non_empty)]
         group: String,
     },
     /// List a group's members
     Members {
         /// The group.
+        #[arg(value_parser = non_empty)]
         group: String,
         /// Show each member's capabilities too
         #[arg(long)]
@@ -321,6 +345,7 @@ pub enum GroupCommand {
     /// Needs --member: the member to remove.
     Leave {
         /// The group.
+        #[arg(value_parser = non_empty)]
         group: String,
     },
     /// Print joins and leaves as they happen, until interrupted
@@ -329,6 +354,7 @@ pub enum GroupCommand {
     /// members at the start, then one {"event":"joined"|"left",...} line per change.
     Watch {
         /// The group.
+        #[arg(value_parser = non_empty)]
         group: String,
     },
 }
@@ -337,6 +363,7 @@ pub enum GroupCommand {
 #[derive(Debug, Args)]
 pub struct JoinArgs {
     /// The group.
+    #[arg(value_parser = non_empty)]
     pub group: String,
 
     /// Capabilities as text
@@ -354,6 +381,10 @@ pub struct JoinArgs {
     /// If the membership is lost while CMD runs: after SIGTERM, wait S seconds before SIGKILL
     #[arg(long, value_name = "S", value_parser = duration, default_value = "5")]
     pub kill_after: Duration,
+
+    /// The status for "membership lost" instead of 76, to tell it from CMD's own statuses
+    #[arg(long, value_name = "N", default_value_t = exit::LOST)]
+    pub lost_exit_code: u8,
 
     /// The command to run while a member, after `--`
     #[arg(last = true, value_name = "CMD")]

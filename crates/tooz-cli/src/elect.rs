@@ -75,6 +75,15 @@ async fn campaign(coord: &Coordinator, args: &ElectArgs) -> Result<Leadership, F
         Ok(None) => String::new(),
         Err(error) => return Err(error.into()),
     };
+    if args.wait.no_wait {
+        return match coord.try_campaign(group).await? {
+            Some(leadership) => Ok(leadership),
+            None => Err(Failure::new(
+                exit::BUSY,
+                format!("{group} has a leader{leader}"),
+            )),
+        };
+    }
     let _spinner = Spinner::start(format!("waiting to lead {group}{leader}"));
     match args.wait.timeout {
         None => Ok(coord.campaign(group).await?),

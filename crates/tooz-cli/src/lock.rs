@@ -69,7 +69,7 @@ async fn acquire(lock: &Lock, args: &LockArgs) -> Result<LockGuard, Failure> {
         return Ok(guard);
     }
     let holder = holder_text(lock).await;
-    if args.no_wait {
+    if args.wait.no_wait {
         return Err(Failure::new(
             exit::BUSY,
             format!("lock {} is held{holder}", lock.name()),
@@ -154,12 +154,16 @@ mod tests {
     fn args(name: &str, script: &str) -> LockArgs {
         LockArgs {
             name: name.into(),
-            wait: crate::cli::Wait { timeout: None },
-            no_wait: false,
+            wait: crate::cli::Wait {
+                timeout: None,
+                no_wait: false,
+                conflict_exit_code: exit::BUSY,
+            },
             ttl: None,
             hold: Hold {
                 kill_after: Duration::from_millis(500),
                 max_hold: None,
+                lost_exit_code: exit::LOST,
             },
             command: ["sh", "-c", script].iter().map(OsString::from).collect(),
         }

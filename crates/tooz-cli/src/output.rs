@@ -39,6 +39,11 @@ impl Style {
         }
     }
 
+    /// True when colours are on.
+    pub fn is_on(self) -> bool {
+        self.on
+    }
+
     fn paint(self, code: &str, text: &str) -> String {
         if self.on {
             format!("\x1b[{code}m{text}\x1b[0m")

@@ -394,3 +394,70 @@ fn leader_and_partition_answer_alike() {
     let placed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(placed["owners"], serde_json::json!([]));
 }
+
+/// -v/-vv and TOOZ_LOG/RUST_LOG show the library's spans and events on stderr; nothing is
+/// logged by default; a bad filter is a usage error.
+#[test]
+fn logs_show_the_librarys_spans_and_events() {
+    let env = Env::new();
+    env.tooz().args(["group", "create", "g"]).assert().success();
+    let quiet = env.tooz().args(["group", "list"]).output().unwrap();
+    assert_eq!(stderr_of(&quiet), "");
+    let out = env.tooz().args(["-vv", "group", "list"]).output().unwrap();
+    let err = stderr_of(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("tooz.start"), "no span: {err}");
+    assert!(err.contains("coordinator started"), "no event: {err}");
+    for variable in ["TOOZ_LOG", "RUST_LOG"] {
+        let out = env
+            .tooz()
+            .env(variable, "tooz=debug")
+            .args(["group", "list"])
+            .output()
+            .unwrap();
+        assert!(
+            stderr_of(&out).contains("coordinator started"),
+            "{variable}: {}",
+            stderr_of(&out)
+        );
+    }
+    let status = one_line_error(
+        env.tooz().env("TOOZ_LOG", "tooz=[").args(["group", "list"]),
+        "TOOZ_LOG",
+    );
+    assert_eq!(status, 2);
+}
+
+/// The smaller points: clap's tips kept, empty names are usage errors quoted as '', a header
+/// row for `drivers`, each completion shell on its own help line.
+#[test]
+fn usage_errors_keep_tips_and_names_must_not_be_empty() {
+    let env = Env::new();
+    one_line_error(
+        env.tooz()
+            .args(["lock", "x", "--tiemout", "3", "--", "true"]),
+        "tip: a similar argument exists: '--timeout'",
+    );
+    for args in [
+        &["lock", "", "--", "true"][..],
+        &["elect", "", "--", "true"],
+        &["group", "create", ""],
+        &["leader", ""],
+        &["partition", "", "k"],
+    ] {
+        let status = one_line_error(env.tooz().args(args), "invalid value '' for");
+        assert_eq!(status, 2, "{args:?}");
+    }
+    let out = env.tooz().arg("drivers").output().unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("DRIVER, ALIASES"), "{table}");
+    let out = env.tooz().args(["completions", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for shell in ["bash", "zsh", "fish"] {
+        let line = help
+            .lines()
+            .find(|l| l.starts_with(&format!("{shell}:")))
+            .unwrap_or_else(|| panic!("no {shell} line: {help}"));
+        assert_eq!(line.matches("tooz completions").count(), 1, "{line}");
+    }
+}

@@ -301,3 +301,69 @@ fn sigkill_of_tooz_stops_cmds_grandchildren() {
         );
     }
 }
+
+/// `elect` takes --no-wait and --timeout as `lock` does; --conflict-exit-code and
+/// --lost-exit-code tell tooz's own outcomes from CMD's statuses.
+#[test]
+fn elect_waits_like_lock_and_statuses_can_be_chosen() {
+    let env = Env::new();
+    let hold = r#"touch "$DIR/leading"; while [ ! -e "$DIR/stop" ]; do sleep 0.02; done"#;
+    let mut leader = env.spawn(&["--member", "first", "elect", "e", "--", "sh", "-c", hold]);
+    wait_for_file(&env.path("leading"));
+    let out = env
+        .tooz()
+        .args(["elect", "e", "--no-wait", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(75), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("first"), "{}", stderr_of(&out));
+    env.tooz()
+        .args(["elect", "e", "--timeout", "0.2", "--", "true"])
+        .assert()
+        .code(75);
+    env.tooz()
+        .args([
+            "elect",
+            "e",
+            "--no-wait",
+            "--conflict-exit-code",
+            "200",
+            "--",
+            "true",
+        ])
+        .assert()
+        .code(200);
+    env.tooz()
+        .args([
+            "lock",
+            "l",
+            "--max-hold",
+            "0.2",
+            "--lost-exit-code",
+            "201",
+            "--",
+        ])
+        .args(["sleep", "5"])
+        .assert()
+        .code(201);
+    // CMD's own 75 stays 75 whatever was chosen for tooz's.
+    env.tooz()
+        .args([
+            "lock",
+            "l",
+            "--conflict-exit-code",
+            "200",
+            "--",
+            "sh",
+            "-c",
+            "exit 75",
+        ])
+        .assert()
+        .code(75);
+    std::fs::write(env.path("stop"), "").unwrap();
+    assert_eq!(wait_exit(&mut leader), 0);
+    env.tooz()
+        .args(["elect", "e", "--no-wait", "--", "true"])
+        .assert()
+        .success();
+}
