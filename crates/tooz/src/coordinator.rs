@@ -252,7 +252,7 @@ impl Coordinator {
                 let late = format!("disconnecting took longer than {bound:?}");
                 Err(Error::OperationTimedOut(late))
             });
-        self.inner.state.send_replace(ConnectionState::Disconnected);
+        crate::types::set_state(&self.inner.state, ConnectionState::Disconnected);
         result
     }
 
@@ -331,7 +331,7 @@ impl Coordinator {
                             if let Some(inner) = weak.upgrade() {
                                 tracing::warn!("session suspended past its timeout: lost");
                                 inner.lose_all(LostReason::SessionLost);
-                                inner.state.send_replace(ConnectionState::Lost);
+                                crate::types::set_state(&inner.state, ConnectionState::Lost);
                                 states.borrow_and_update();
                             }
                         }

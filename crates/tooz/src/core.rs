@@ -120,7 +120,12 @@ impl Core {
         let bound = self.operation_timeout;
         let span = tracing::debug_span!("tooz.op", op, driver = self.driver.scheme());
         match tokio::time::timeout(bound, fut.instrument(span)).await {
-            Ok(result) => result,
+            Ok(result) => {
+                if result.is_ok() {
+                    count_membership(op);
+                }
+                result
+            }
             Err(_) => Err(Error::OperationTimedOut(format!(
                 "{op} took longer than {bound:?}"
             ))),
@@ -156,6 +161,17 @@ impl Core {
                 Err(error) => tracing::warn!(lock = %acq.req.name, %error, "lock refresh failed"),
             }
         }
+    }
+}
+
+/// Counts the membership changes that succeed: `tooz_group_operations_total`, labelled `op`
+/// (`create_group`, `delete_group`, `join_group`, `leave_group`).
+fn count_membership(op: &'static str) {
+    if matches!(
+        op,
+        "create_group" | "delete_group" | "join_group" | "leave_group"
+    ) {
+        metrics::counter!("tooz_group_operations_total", "op" => op).increment(1);
     }
 }
 

@@ -30,6 +30,7 @@ pub struct Leadership {
 
 impl Leadership {
     pub(crate) fn new(group: Id, guard: LockGuard) -> Self {
+        metrics::counter!("tooz_elections_won_total").increment(1);
         Leadership { group, guard }
     }
 

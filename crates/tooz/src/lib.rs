@@ -32,6 +32,16 @@
 //! Drivers are listed by [`drivers::registry`]; each declares its [`Characteristics`] and
 //! which API parts it [`Support`]s. A call a backend cannot carry answers
 //! [`Error::NotImplemented`].
+//!
+//! # Logs and metrics
+//!
+//! Every operation runs in a `tracing` span (`tooz.op`, `tooz.start`, `tooz.lock.acquire`);
+//! warnings (a failed heartbeat, a lost lock) are `tracing` events. Metrics go through the
+//! `metrics` facade: `tooz_lock_wait_seconds` and `tooz_lock_hold_seconds` (histograms),
+//! `tooz_locks_lost_total`, `tooz_heartbeats_missed_total`, `tooz_reconnects_total`,
+//! `tooz_elections_won_total` and `tooz_group_operations_total` (label `op`: `create_group`,
+//! `delete_group`, `join_group`, `leave_group`) (counters), and `tooz_coordinators` (a gauge
+//! of the started coordinators in each [`ConnectionState`], label `state`).
 #![warn(missing_docs)]
 
 pub mod blocking;
