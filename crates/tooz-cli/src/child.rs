@@ -328,7 +328,7 @@ struct Terminal {
 
 impl Terminal {
     fn ours() -> Option<Terminal> {
-        if !output::is_tty(libc::STDIN_FILENO) {
+        if !output::stdin_is_tty() {
             return None;
         }
         // SAFETY: plain queries.

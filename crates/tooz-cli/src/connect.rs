@@ -41,17 +41,13 @@ fn own_dir(dir: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `file://` and the percent-encoded absolute path.
+/// `file://` and the percent-encoded absolute path (the `url` crate's encoding).
 pub fn file_url(dir: &Path) -> String {
-    let mut url = String::from("file://");
-    for &b in dir.as_os_str().as_encoded_bytes() {
-        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
-            url.push(b as char);
-        } else {
-            url.push_str(&format!("%{b:02X}"));
-        }
+    match url::Url::from_file_path(dir) {
+        Ok(url) => url.to_string(),
+        // Only a relative path fails, and `default_dir` is absolute.
+        Err(()) => format!("file://{}", dir.display()),
     }
-    url
 }
 
 /// `<hostname>-<pid>`.

@@ -128,7 +128,7 @@ pub async fn leader(global: &Global, group: &str) -> Outcome {
         output::json(&json!({ "group": group, "leader": leader }))?;
     } else if let Some(leader) = leader {
         names::print_lines([&leader])?;
-    } else if output::is_tty(libc::STDOUT_FILENO) {
+    } else if output::stdout_is_tty() {
         output::print(&format!("{}\n", Style::stdout().dim("(no leader)")))?;
     }
     Ok(0)

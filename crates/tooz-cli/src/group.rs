@@ -138,7 +138,7 @@ async fn join(global: &Global, coord: &Coordinator, args: &JoinArgs) -> Outcome 
     if global.json {
         let member = names::json(&me);
         output::json(&json!({ "event": "joined", "group": group, "member": member }))?;
-    } else if output::is_tty(libc::STDERR_FILENO) {
+    } else if output::stderr_is_tty() {
         let style = Style::stderr();
         eprintln!(
             "joined {} as {}; Ctrl-C to leave",
@@ -168,7 +168,7 @@ async fn watch(global: &Global, coord: &Coordinator, group: &str) -> Outcome {
     if global.json {
         let list: Vec<_> = members.iter().map(names::json).collect();
         output::json(&json!({ "event": "watching", "group": group, "members": list }))?;
-    } else if output::is_tty(libc::STDERR_FILENO) {
+    } else if output::stderr_is_tty() {
         let names: Vec<String> = members.iter().map(|m| m.to_string()).collect();
         eprintln!(
             "watching {group}: {} member(s){}{}; Ctrl-C to stop",
@@ -201,7 +201,7 @@ async fn watch(global: &Global, coord: &Coordinator, group: &str) -> Outcome {
                 "event": kind, "group": group, "member": names::json(member), "time": time,
             });
             output::json(&line)?;
-        } else if output::is_tty(libc::STDOUT_FILENO) {
+        } else if output::stdout_is_tty() {
             let mark = match kind {
                 "joined" => style.green("+ joined"),
                 _ => style.red("- left  "),

@@ -32,7 +32,7 @@ pub fn env(id: &Id) -> OsString {
 
 /// Names one per line on stdout: exact bytes for a pipe or a file, escaped on a terminal.
 pub fn print_lines<'a>(ids: impl IntoIterator<Item = &'a Id>) -> Result<(), crate::exit::Failure> {
-    let terminal = output::is_tty(libc::STDOUT_FILENO);
+    let terminal = output::stdout_is_tty();
     let mut out = Vec::new();
     for id in ids {
         if terminal {

@@ -1,17 +1,26 @@
 //! Terminal output: TTY detection, colours, aligned tables, JSON, the waiting spinner, and
 //! the one-line error report.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
 use crate::exit::Failure;
 
-/// True if `fd` is a terminal.
-pub fn is_tty(fd: libc::c_int) -> bool {
-    // SAFETY: isatty only inspects the descriptor.
-    unsafe { libc::isatty(fd) == 1 }
+/// True if stdin is a terminal.
+pub fn stdin_is_tty() -> bool {
+    io::stdin().is_terminal()
+}
+
+/// True if stdout is a terminal.
+pub fn stdout_is_tty() -> bool {
+    io::stdout().is_terminal()
+}
+
+/// True if stderr is a terminal.
+pub fn stderr_is_tty() -> bool {
+    io::stderr().is_terminal()
 }
 
 fn no_color() -> bool {
@@ -28,14 +37,14 @@ impl Style {
     /// Styling for stdout.
     pub fn stdout() -> Self {
         Style {
-            on: is_tty(libc::STDOUT_FILENO) && !no_color(),
+            on: stdout_is_tty() && !no_color(),
         }
     }
 
     /// Styling for stderr.
     pub fn stderr() -> Self {
         Style {
-            on: is_tty(libc::STDERR_FILENO) && !no_color(),
+            on: stderr_is_tty() && !no_color(),
         }
     }
 
@@ -108,7 +117,7 @@ pub fn error_line(message: &str) {
 /// tab-separated lines without header.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut out = String::new();
-    if !is_tty(libc::STDOUT_FILENO) {
+    if !stdout_is_tty() {
         for row in rows {
             out.push_str(&row.join("\t"));
             out.push('\n');
@@ -171,7 +180,7 @@ pub struct Spinner {
 impl Spinner {
     /// Starts spinning with `message` (nothing happens unless stderr is a terminal).
     pub fn start(message: String) -> Spinner {
-        if !is_tty(libc::STDERR_FILENO) {
+        if !stderr_is_tty() {
             return Spinner { task: None };
         }
         let utf8 = ["LC_ALL", "LC_CTYPE", "LANG"]

@@ -111,7 +111,7 @@ pub async fn run(global: &Global, args: &BenchArgs) -> Outcome {
     let mut progress = Progress {
         total: args.urls.len() * (MEASURES.len() + 2),
         done: 0,
-        tty: output::is_tty(libc::STDERR_FILENO),
+        tty: output::stderr_is_tty(),
         quiet: args.memory_only,
     };
     let mut backends = Vec::new();
