@@ -87,6 +87,22 @@ impl CoordinatorBuilder {
         }
         Coordinator::assemble(driver, url, self.member)
     }
+
+    /// Connects and starts in one step: [`connect`](Self::connect), then
+    /// [`Coordinator::start`]. (The two steps stay available, as in Python tooz.)
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let coord = tooz::Coordinator::builder("zake://", "worker-1").start().await?;
+    /// assert!(coord.is_started());
+    /// coord.stop().await?;
+    /// # Ok::<(), tooz::Error>(()) }).unwrap();
+    /// ```
+    pub async fn start(self) -> Result<Coordinator> {
+        let coord = self.connect().await?;
+        coord.start().await?;
+        Ok(coord)
+    }
 }
 
 impl Coordinator {

@@ -18,9 +18,11 @@ use crate::characteristics::Characteristics;
 use crate::error::{Error, Result};
 use crate::id::Id;
 pub use crate::types::{
-    Capabilities, ChangeWait, DriverFacts, FencingToken, GroupChange, GroupFeed, LockRequest,
-    LostReason, LostSignal, MemberInfo, SessionEvents, Support, WatchKind, DEFAULT_POLL_INTERVAL,
+    Capabilities, ChangeWait, DriverFacts, FencingToken, GroupChange, GroupFeed, LockMode,
+    LockRequest, LostReason, LostSignal, MemberInfo, SessionEvents, Support, WatchKind,
+    DEFAULT_POLL_INTERVAL,
 };
+pub use crate::url::{OptionKind, OptionSpec, Options, COMMON_OPTIONS};
 
 fn not_implemented(driver: &'static str, operation: &'static str) -> Error {
     Error::NotImplemented {

@@ -29,6 +29,18 @@
 //! # Ok::<(), tooz::Error>(()) }).unwrap();
 //! ```
 //!
+//! `Coordinator::builder(url, member).start()` connects and starts in one step; the two steps
+//! of Python tooz (`connect`, then `start`) stay available.
+//!
+//! # Names
+//!
+//! The tooz-shaped calls keep their tooz names (`get_members`, `get_leader`,
+//! `get_member_capabilities`, ...) and get no Rust-style aliases: two names for each would
+//! double the surface to learn and document. Where Rust-style verbs exist they do something
+//! of their own (`campaign` returns a [`Leadership`], `watch_group` a stream, `lock(..).acquire()`
+//! a guard). Driver-facing types (`LockRequest`, `SessionEvents`, `OptionSpec`, ...) live in
+//! [`driver`], not at the crate root.
+//!
 //! Drivers are listed by [`drivers::registry`]; each declares its [`Characteristics`] and
 //! which API parts it [`Support`]s. A call a backend cannot carry answers
 //! [`Error::NotImplemented`].
@@ -74,9 +86,6 @@ pub use group::{GroupEvent, GroupWatch};
 pub use id::Id;
 pub use lock::{Lock, LockGuard};
 pub use partitioner::{PartitionKey, Partitioner};
-pub use types::{
-    Capabilities, ConnectionState, FencingToken, LockMode, LockRequest, LostReason, LostSignal,
-    MemberInfo, SessionEvents, Value,
-};
+pub use types::{Capabilities, ConnectionState, FencingToken, LostReason, MemberInfo, Value};
 pub use types::{Support, WatchKind};
-pub use url::{duration, DriverUrl, OptionKind, OptionSpec, Options, COMMON_OPTIONS};
+pub use url::{duration, DriverUrl};
