@@ -143,9 +143,8 @@ impl Coordinator {
     }
 
     fn assemble(driver: Arc<dyn Driver>, url: DriverUrl, member: Id) -> Result<Coordinator> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::Backend {
-            driver: driver.scheme(),
-            message: "a coordinator must be made within a tokio runtime".into(),
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::Runtime("a coordinator must be made within a tokio runtime".into())
         })?;
         let operation_timeout = url
             .duration_option("operation_timeout")
