@@ -92,7 +92,7 @@ pub async fn reader(global: &Global) -> Result<Option<Coordinator>, Failure> {
     if global.url.is_none() {
         own_dir(&default_dir())?;
     }
-    coord.start().await?;
+    coord.start().await.map_err(|e| unreachable(e, &url))?;
     Ok(Some(coord))
 }
 
@@ -155,8 +155,46 @@ pub async fn start(url: &str, member: &str) -> Result<Coordinator, Failure> {
 /// locks and groups would be this process's alone.
 pub async fn start_shared(url: &str, member: &str) -> Result<Coordinator, Failure> {
     let coord = shared(url, member).await?;
-    coord.start().await?;
+    coord.start().await.map_err(|e| unreachable(e, url))?;
     Ok(coord)
+}
+
+/// A failure to start, saying where tooz tried to connect when the backend could not be
+/// reached, and what a bare "broken pipe" from the server usually means.
+fn unreachable(error: tooz::Error, url: &str) -> Failure {
+    if !matches!(
+        error,
+        tooz::Error::Connection(_) | tooz::Error::OperationTimedOut(_)
+    ) {
+        return error.into();
+    }
+    let Ok(parsed) = tooz::DriverUrl::parse(url) else {
+        return error.into();
+    };
+    let place = match parsed.hosts().join(",") {
+        hosts if hosts.is_empty() => parsed.path(),
+        hosts => hosts,
+    };
+    let text = error.to_string();
+    let lower = text.to_ascii_lowercase();
+    let hint = if [
+        "broken pipe",
+        "reset by peer",
+        "unexpected",
+        "parse",
+        "invalid response",
+    ]
+    .iter()
+    .any(|w| lower.contains(w))
+    {
+        format!(
+            " (the server hung up or answered nonsense: is a {} server listening there?)",
+            parsed.scheme()
+        )
+    } else {
+        String::new()
+    };
+    Failure::msg(format!("cannot connect to {place}: {text}{hint}"))
 }
 
 /// The coordinator of [`start_shared`], not started: the URL and its options are checked,
