@@ -478,7 +478,9 @@ mod tests {
     #[test]
     fn an_async_coordinator_outside_a_runtime_is_a_runtime_error() {
         let made = futures::executor::block_on(crate::Coordinator::connect("zake://", "m"));
-        let err = made.err().expect("no runtime, no coordinator");
+        let Err(err) = made else {
+            panic!("no runtime, no coordinator")
+        };
         assert!(matches!(err, Error::Runtime(_)), "{err:?}");
     }
 }
