@@ -72,22 +72,32 @@ impl Watchdog {
     pub fn spawn(pgid: libc::pid_t) -> Result<Watchdog, Failure> {
         use std::os::unix::process::CommandExt;
         use std::process::{Command, Stdio};
+        // Nothing of tooz's environment, streams or working directory: the watchdog holds no
+        // caller's pipe open and no directory busy, and no variable can stop it parsing.
         let mut cmd = Command::new(own_executable()?);
         cmd.arg("watchdog")
             .arg(pgid.to_string())
+            .env_clear()
+            .current_dir("/")
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .env_remove("TOOZ_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
             .process_group(0);
         let mut child = cmd
             .spawn()
             .map_err(|e| Failure::msg(format!("cannot start the watchdog of CMD: {e}")))?;
         let pipe = child.stdin.take();
-        Ok(Watchdog {
+        let ready = child.stdout.take().is_some_and(ready);
+        let watchdog = Watchdog {
             child: Some(child),
             pipe,
             deadline: None,
-        })
+        };
+        if !ready {
+            watchdog.done();
+            return Err(Failure::msg("the watchdog of CMD did not start"));
+        }
+        Ok(watchdog)
     }
 
     /// Sets the instant by which CMD's group must be stopped unless a later one is given.
@@ -124,6 +134,35 @@ impl Watchdog {
             let _ = child.wait();
         }
     }
+}
+
+/// True once the watchdog says `ready` on `out`, within 10 s.
+#[cfg(not(test))]
+fn ready(mut out: std::process::ChildStdout) -> bool {
+    use std::os::fd::AsRawFd;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // A signal (SIGCHLD from CMD, say) interrupts poll: try again until the deadline.
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let mut fd = libc::pollfd {
+            fd: out.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let got = unsafe { libc::poll(&mut fd, 1, left.as_millis().max(1) as libc::c_int) };
+        if got > 0 {
+            break;
+        }
+        if got == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return false;
+        }
+    }
+    let mut line = [0u8; 6];
+    out.read_exact(&mut line).is_ok() && &line == b"ready\n"
 }
 
 /// The path to run this program again: /proc/self/exe on Linux (which works even if the file
@@ -170,6 +209,9 @@ pub fn run(pgid: libc::pid_t) -> ExitCode {
     ] {
         // SAFETY: ignoring a signal has no memory effects.
         unsafe { libc::signal(sig, libc::SIG_IGN) };
+    }
+    if io::stdout().write_all(b"ready\n").is_err() || io::stdout().flush().is_err() {
+        return ExitCode::from(crate::exit::FAILURE);
     }
     let mut stdin = io::stdin().lock();
     let mut pending = Vec::new();
