@@ -123,8 +123,23 @@ proptest! {
                 .output()
                 .unwrap();
             check(&out, &secret, &format!("bench {what}"));
-            let table = env.tooz().args(["bench", "--short"]).arg(&url).output().unwrap();
+            let saved = env.path("saved.json");
+            let docs = env.path("bench.md");
+            std::fs::write(&docs, "# Benchmarks\n").unwrap();
+            let table = env
+                .tooz()
+                .args(["bench", "--short", "--save"])
+                .arg(&saved)
+                .arg("--docs")
+                .arg(&docs)
+                .arg(&url)
+                .output()
+                .unwrap();
             check(&table, &secret, &format!("bench table {what}"));
+            for file in [&saved, &docs] {
+                let text = std::fs::read_to_string(file).unwrap_or_default();
+                assert!(!text.contains(&secret), "{} showed {secret:?}", file.display());
+            }
         }
     }
 }
