@@ -82,7 +82,8 @@ pub enum Command {
     /// when tooz has not confirmed a refresh for half the lock's lifetime, as when tooz is
     /// paused, so that CMD is stopped before another process can be granted the lock; tooz
     /// then exits 76. What no supervisor can close: a pause of CMD itself (or of every process
-    /// on the host) and descendants that leave CMD's process group (setsid). Hand
+    /// on the host) and descendants that leave CMD's process group (setsid); with ZooKeeper,
+    /// whose client keeps its session alive by itself, there is no refresh to watch. Hand
     /// TOOZ_FENCING_TOKEN to the resource the lock protects, so that it can refuse a stale
     /// holder: that is the real protection.
     #[command(after_long_help = exit::STATUS_HELP, allow_negative_numbers = true)]
