@@ -160,7 +160,8 @@ pub async fn start_shared(url: &str, member: &str) -> Result<Coordinator, Failur
 }
 
 /// A failure to start, saying where tooz tried to connect when the backend could not be
-/// reached, and what a bare "broken pipe" from the server usually means.
+/// reached (unless the driver's message says it already), and what a bare "broken pipe" from
+/// the server usually means.
 fn unreachable(error: tooz::Error, url: &str) -> Failure {
     if !matches!(
         error,
@@ -177,7 +178,8 @@ fn unreachable(error: tooz::Error, url: &str) -> Failure {
     };
     let text = error.to_string();
     let lower = text.to_ascii_lowercase();
-    let hint = if [
+    let explained = lower.contains("is it one?");
+    let hung_up = [
         "broken pipe",
         "reset by peer",
         "unexpected",
@@ -185,8 +187,8 @@ fn unreachable(error: tooz::Error, url: &str) -> Failure {
         "invalid response",
     ]
     .iter()
-    .any(|w| lower.contains(w))
-    {
+    .any(|w| lower.contains(w));
+    let hint = if hung_up && !explained {
         format!(
             " (the server hung up or answered nonsense: is a {} server listening there?)",
             parsed.scheme()
@@ -194,6 +196,9 @@ fn unreachable(error: tooz::Error, url: &str) -> Failure {
     } else {
         String::new()
     };
+    if text.contains(&place) {
+        return Failure::msg(format!("cannot connect: {text}{hint}"));
+    }
     Failure::msg(format!("cannot connect to {place}: {text}{hint}"))
 }
 
