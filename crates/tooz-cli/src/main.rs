@@ -1,9 +1,11 @@
 //! The `tooz` command: locks, elections, groups and partitions from the shell.
 //!
 //! One module per command family (`lock`, `elect`, `group`, `partition`, `drivers`,
-//! `manual`), with `cli` (the clap definitions), `connect` (URL, member, coordinator),
-//! `child` (running and supervising CMD), `output` (terminal, JSON, spinner) and `exit`
-//! (statuses).
+//! `manual`, `bench`), with `cli` (the clap definitions), `connect` (URL, member,
+//! coordinator), `child` (running and supervising CMD), `watchdog` (the process that stops
+//! CMD's group when tooz dies or stops confirming its lease), `membership` (noticing a lost
+//! membership), `names` (exact names for scripts), `secrets` (URL secrets kept out of output),
+//! `logs` (tracing on stderr), `output` (terminal, JSON, spinner) and `exit` (statuses).
 
 // The doc comments of `cli` are the `--help` text, written for a terminal, not for rustdoc.
 #![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
