@@ -67,7 +67,7 @@ async fn campaign(coord: &Coordinator, args: &ElectArgs) -> Result<Leadership, F
     // The group exists while anyone campaigns, so that `tooz leader` tells an empty group
     // from a missing one.
     match coord.create_group(group).await {
-        Ok(()) | Err(Error::GroupAlreadyExist { .. }) => {}
+        Ok(()) | Err(Error::GroupAlreadyExist { .. } | Error::NotImplemented { .. }) => {}
         Err(error) => return Err(error.into()),
     }
     let leader = match coord.get_leader(group).await {
