@@ -26,7 +26,10 @@ const ENVIRONMENT: &[(&str, &str)] = &[
 
 /// Environment variables CMD is given.
 const CMD_ENVIRONMENT: &[(&str, &str)] = &[
-    ("TOOZ_LOCK_NAME", "The lock held (tooz lock)."),
+    (
+        "TOOZ_LOCK_NAME",
+        "The lock held (tooz lock), as its exact bytes, as are all names here.",
+    ),
     (
         "TOOZ_FENCING_TOKEN",
         "The fencing token: larger with every acquisition of the lock, or every new leader \
