@@ -1,7 +1,5 @@
 //! `LockGuard::lease` and `confirmed_at`: what a supervisor of a lock holder can count on.
 
-use std::time::Duration;
-
 use tooz::Coordinator;
 
 #[tokio::test]
@@ -24,6 +22,7 @@ async fn locks_that_end_with_their_holder_have_no_lease() {
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn refreshes_move_the_confirmation_forward() {
+    use std::time::Duration;
     let address = "127.0.0.1:6379".parse().unwrap();
     if std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2)).is_err() {
         eprintln!("skipping: no redis on {address}");
