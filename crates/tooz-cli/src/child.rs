@@ -1,17 +1,19 @@
 //! Running and supervising CMD: its own process group (handed the terminal when tooz has it),
-//! signals forwarded to it, and, when what CMD runs under is lost, SIGTERM then SIGKILL.
+//! signals forwarded to it, and, when what CMD runs under is lost, SIGTERM then SIGKILL. A
+//! [`Watchdog`] process kills CMD's group if tooz dies or stops confirming its lease.
 
 use std::ffi::OsString;
 use std::future::Future;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::exit::{self, Failure};
 use crate::output;
+use crate::watchdog::Watchdog;
 
 /// The signals tooz forwards to CMD (and that end a wait before CMD starts).
 const FORWARDED: [libc::c_int; 6] = [
@@ -108,14 +110,44 @@ impl Ended {
     }
 }
 
+/// What CMD runs under, as the watchdog sees it: the instant by which CMD's group must be
+/// stopped unless tooz confirms its hold again.
+pub struct Lease<'a> {
+    /// What is held, for messages: `lock NAME`, `the leadership of GROUP`.
+    pub what: String,
+    /// The current deadline; `None` when the hold cannot expire while tooz is paused (it ends
+    /// with tooz's process or connection, which the watchdog sees end).
+    pub deadline: Box<dyn Fn() -> Option<Instant> + 'a>,
+}
+
+impl Lease<'_> {
+    /// A hold with no deadline.
+    pub fn none() -> Lease<'static> {
+        Lease {
+            what: String::new(),
+            deadline: Box::new(|| None),
+        }
+    }
+}
+
+/// The instant by which CMD must be stopped for a hold whose backend keeps it `lease` after
+/// the refresh confirmed at `confirmed`: half the lease after it, so that CMD is stopped well
+/// before the backend can give the hold to another process (the other half absorbs the
+/// watchdog's reaction, clock rates and the backend's rounding).
+pub fn deadline(lease: Option<Duration>, confirmed: tokio::time::Instant) -> Option<Instant> {
+    lease.map(|lease| confirmed.into_std() + lease / 2)
+}
+
 /// Runs `argv` with `env` added, until it ends or `lost` resolves (then CMD's process group
 /// gets SIGTERM, and SIGKILL after `kill_after`). Signals in `signals` are forwarded to
-/// CMD's process group meanwhile.
+/// CMD's process group meanwhile. A watchdog process kills CMD's group with SIGKILL if tooz
+/// dies, or if `lease`'s deadline passes (tooz paused or cut off).
 pub async fn run(
     argv: &[OsString],
-    env: &[(&str, String)],
+    env: &[(&str, OsString)],
     kill_after: Duration,
     lost: impl Future<Output = String>,
+    lease: &Lease<'_>,
     signals: &mut Signals,
 ) -> Result<Ended, Failure> {
     let mut reaper = Reaper::new()?;
@@ -127,22 +159,43 @@ pub async fn run(
     }
     let terminal = Terminal::ours();
     let job = spawn(argv, env, terminal.is_some())?;
+    let mut watchdog = match Watchdog::spawn(job.pgid) {
+        Ok(watchdog) => watchdog,
+        Err(failure) => {
+            job.signal_group(libc::SIGKILL);
+            reaper.next(job.pid).await;
+            return Err(failure);
+        }
+    };
+    watchdog.set_deadline((lease.deadline)());
     if let Some(t) = &terminal {
         t.give(job.pgid);
     }
-    let ended = supervise(
-        &job,
-        &mut reaper,
-        terminal.as_ref(),
-        kill_after,
-        lost,
-        signals,
-    )
-    .await;
+    let mut watch = Watch {
+        job: &job,
+        reaper: &mut reaper,
+        watchdog: &mut watchdog,
+        lease,
+    };
+    let ended = watch
+        .supervise(terminal.as_ref(), kill_after, lost, signals)
+        .await;
     if let Some(t) = &terminal {
         t.take_back();
     }
-    Ok(ended)
+    let overdue = watchdog.deadline().is_some_and(|d| Instant::now() >= d);
+    watchdog.done();
+    match ended {
+        // The watchdog killed CMD, or was about to: the hold was not confirmed in time.
+        Ended::Finished(_) if overdue => Ok(Ended::Stopped {
+            reason: format!(
+                "{} not confirmed in time (tooz paused or cut off); it may expire",
+                lease.what
+            ),
+            how: "CMD's process group was killed with SIGKILL".to_string(),
+        }),
+        ended => Ok(ended),
+    }
 }
 
 /// A running CMD: its pid, which is also its process group id.
@@ -169,7 +222,7 @@ impl Job {
     }
 }
 
-fn spawn(argv: &[OsString], env: &[(&str, String)], terminal: bool) -> Result<Job, Failure> {
+fn spawn(argv: &[OsString], env: &[(&str, OsString)], terminal: bool) -> Result<Job, Failure> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| Failure::usage("no command given after --"))?;
@@ -275,7 +328,7 @@ struct Terminal {
 
 impl Terminal {
     fn ours() -> Option<Terminal> {
-        if !output::is_tty(libc::STDIN_FILENO) {
+        if !output::stdin_is_tty() {
             return None;
         }
         // SAFETY: plain queries.
@@ -310,71 +363,78 @@ impl Terminal {
     }
 }
 
-async fn supervise(
-    job: &Job,
-    reaper: &mut Reaper,
-    terminal: Option<&Terminal>,
-    kill_after: Duration,
-    lost: impl Future<Output = String>,
-    signals: &mut Signals,
-) -> Ended {
-    tokio::pin!(lost);
-    loop {
-        tokio::select! {
-            biased;
-            reason = &mut lost => return stop(job, reaper, kill_after, reason, signals).await,
-            event = reaper.next(job.pid) => match event {
-                Event::Ended(status) => return Ended::Finished(status),
-                Event::Stopped => {
-                    if let Some(t) = terminal {
-                        t.suspend(job);
-                    }
-                }
-            },
-            sig = signals.recv() => job.signal_group(sig),
-        }
-    }
+/// A running CMD with what watches it.
+struct Watch<'j, 'l> {
+    job: &'j Job,
+    reaper: &'j mut Reaper,
+    watchdog: &'j mut Watchdog,
+    lease: &'j Lease<'l>,
 }
 
-/// SIGTERM to CMD's group, then SIGKILL to whatever of it remains after `kill_after`.
-async fn stop(
-    job: &Job,
-    reaper: &mut Reaper,
-    kill_after: Duration,
-    reason: String,
-    signals: &mut Signals,
-) -> Ended {
-    job.signal_group(libc::SIGTERM);
-    job.signal_group(libc::SIGCONT);
-    let deadline = tokio::time::Instant::now() + kill_after;
-    let mut leader_done = false;
-    let mut killed = false;
-    loop {
-        // After SIGKILL, what remains of the group can only be zombies waiting for a reaper.
-        if leader_done && (killed || !job.group_alive()) {
-            break;
-        }
-        tokio::select! {
-            event = reaper.next(job.pid), if !leader_done => {
-                leader_done = matches!(event, Event::Ended(_));
+impl Watch<'_, '_> {
+    async fn supervise(
+        &mut self,
+        terminal: Option<&Terminal>,
+        kill_after: Duration,
+        lost: impl Future<Output = String>,
+        signals: &mut Signals,
+    ) -> Ended {
+        tokio::pin!(lost);
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                reason = &mut lost => return self.stop(kill_after, reason, signals).await,
+                event = self.reaper.next(self.job.pid) => match event {
+                    Event::Ended(status) => return Ended::Finished(status),
+                    Event::Stopped => {
+                        if let Some(t) = terminal {
+                            t.suspend(self.job);
+                        }
+                    }
+                },
+                sig = signals.recv() => self.job.signal_group(sig),
+                _ = tick.tick() => self.watchdog.set_deadline((self.lease.deadline)()),
             }
-            _ = tokio::time::sleep(Duration::from_millis(50)), if leader_done => {}
-            _ = tokio::time::sleep_until(deadline), if !killed => {
-                job.signal_group(libc::SIGKILL);
-                killed = true;
-            }
-            sig = signals.recv() => job.signal_group(sig),
         }
     }
-    let how = if killed {
-        format!(
-            "CMD was killed with SIGKILL after --kill-after {}",
-            output::seconds(kill_after)
-        )
-    } else {
-        "CMD was stopped with SIGTERM".to_string()
-    };
-    Ended::Stopped { reason, how }
+
+    /// SIGTERM to CMD's group, then SIGKILL to whatever of it remains after `kill_after`.
+    async fn stop(&mut self, kill_after: Duration, reason: String, signals: &mut Signals) -> Ended {
+        let job = self.job;
+        job.signal_group(libc::SIGTERM);
+        job.signal_group(libc::SIGCONT);
+        let deadline = tokio::time::Instant::now() + kill_after;
+        let mut leader_done = false;
+        let mut killed = false;
+        loop {
+            // After SIGKILL, what remains of the group can only be zombies waiting for a reaper.
+            if leader_done && (killed || !job.group_alive()) {
+                break;
+            }
+            tokio::select! {
+                event = self.reaper.next(job.pid), if !leader_done => {
+                    leader_done = matches!(event, Event::Ended(_));
+                }
+                _ = tokio::time::sleep(Duration::from_millis(50)), if leader_done => {}
+                _ = tokio::time::sleep_until(deadline), if !killed => {
+                    job.signal_group(libc::SIGKILL);
+                    killed = true;
+                }
+                sig = signals.recv() => job.signal_group(sig),
+            }
+        }
+        let how = if killed {
+            format!(
+                "CMD was killed with SIGKILL after --kill-after {}",
+                output::seconds(kill_after)
+            )
+        } else {
+            "CMD was stopped with SIGTERM".to_string()
+        };
+        Ended::Stopped { reason, how }
+    }
 }
 
 #[cfg(test)]
@@ -394,10 +454,19 @@ mod tests {
     }
 
     /// Runs `argv` with nothing to lose.
-    async fn finish(argv: &[OsString], env: &[(&str, String)]) -> Result<Ended, Failure> {
+    async fn finish(argv: &[OsString], env: &[(&str, OsString)]) -> Result<Ended, Failure> {
         let mut signals = Signals::forwarded().unwrap();
         let never = std::future::pending::<String>();
-        run(argv, env, Duration::from_secs(1), never, &mut signals).await
+        let lease = Lease::none();
+        run(
+            argv,
+            env,
+            Duration::from_secs(1),
+            never,
+            &lease,
+            &mut signals,
+        )
+        .await
     }
 
     #[test]
@@ -409,7 +478,7 @@ mod tests {
             );
             let killed = finish(&sh("kill -USR1 $$"), &[]).await.unwrap();
             assert_eq!(killed, Ended::Finished(128 + libc::SIGUSR1 as u8));
-            let env = [("TOOZ_TEST_VALUE", "42".to_string())];
+            let env = [("TOOZ_TEST_VALUE", OsString::from("42"))];
             let check = sh("test \"$TOOZ_TEST_VALUE\" = 42");
             assert_eq!(finish(&check, &env).await.unwrap(), Ended::Finished(0));
             let missing = [OsString::from("/nonexistent/tooz-test")];
@@ -429,7 +498,9 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 "lost".to_string()
             };
-            let ended = run(&script, &[], Duration::from_millis(300), lost, &mut signals)
+            let lease = Lease::none();
+            let kill_after = Duration::from_millis(300);
+            let ended = run(&script, &[], kill_after, lost, &lease, &mut signals)
                 .await
                 .unwrap();
             match ended {

@@ -27,8 +27,8 @@ pub struct Cli {
 /// Options every command accepts.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Backend URL, e.g. file:///run/lock/tooz or zake:// [default: file driver in the user's
-    /// runtime dir]
+    /// Backend URL, e.g. file:///run/lock/tooz or redis://127.0.0.1:6379 [default: file driver
+    /// in the user's runtime dir]
     #[arg(
         long,
         global = true,
@@ -49,8 +49,15 @@ pub struct Global {
     )]
     pub member: Option<String>,
 
+    /// Log the library's work on stderr: -v events, -vv also debug events and spans with their
+    /// durations, -vvv everything (TOOZ_LOG or RUST_LOG, e.g. TOOZ_LOG=tooz=debug, take
+    /// precedence)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
     /// Machine-readable JSON on stdout (JSON Lines for streams); commands running CMD leave
-    /// stdout to it
+    /// stdout to it. Names are exact: a JSON string, or {"hex": "..."} for a name that is not
+    /// UTF-8
     #[arg(long, global = true)]
     pub json: bool,
 }
@@ -66,18 +73,28 @@ pub enum Command {
     /// SIGUSR1 and SIGUSR2 sent to tooz are forwarded to CMD's process group. The lock is
     /// released when CMD ends, whatever the cause. If the lock is lost while CMD runs (its
     /// session ended, it expired or was broken), or CMD outlives --max-hold, tooz sends CMD
-    /// SIGTERM, then SIGKILL after --kill-after, and exits with status 76. If tooz itself is
-    /// killed, CMD gets SIGKILL (on Linux): the lock is gone with tooz. CMD's stdout is its own:
-    /// tooz writes only to stderr.
+    /// SIGTERM, then SIGKILL after --kill-after, and exits with status 76. CMD's stdout is its
+    /// own: tooz writes only to stderr.
+    ///
+    /// A watchdog process guards CMD's process group: if tooz dies, by any signal including
+    /// SIGKILL, the group gets SIGKILL at once (the lock is gone with tooz). Where locks expire
+    /// unless refreshed (--ttl: redis, memcached, etcd, consul), the group also gets SIGKILL
+    /// when tooz has not confirmed a refresh for half the lock's lifetime, as when tooz is
+    /// paused, so that CMD is stopped before another process can be granted the lock; tooz
+    /// then exits 76. What no supervisor can close: a pause of CMD itself (or of every process
+    /// on the host) and descendants that leave CMD's process group (setsid); with ZooKeeper,
+    /// whose client keeps its session alive by itself, there is no refresh to watch. Hand
+    /// TOOZ_FENCING_TOKEN to the resource the lock protects, so that it can refuse a stale
+    /// holder: that is the real protection.
     #[command(after_long_help = exit::STATUS_HELP, allow_negative_numbers = true)]
     Lock(LockArgs),
 
     /// Run CMD only while leader of GROUP
     ///
-    /// Campaigns for the leadership of GROUP, then runs CMD with TOOZ_GROUP, TOOZ_MEMBER,
+    /// Campaigns for the leadership of GROUP (creating the group if needed), then runs CMD with TOOZ_GROUP, TOOZ_MEMBER,
     /// TOOZ_LEADER_TERM and TOOZ_FENCING_TOKEN (both the term, which increases with every new
-    /// leader) in its environment. Exit statuses, signals and loss handling are those of
-    /// `tooz lock`; the leadership is given up when CMD ends.
+    /// leader) in its environment. Exit statuses, signals, loss handling and the watchdog are
+    /// those of `tooz lock`; the leadership is given up when CMD ends.
     #[command(after_long_help = exit::STATUS_HELP, allow_negative_numbers = true)]
     Elect(ElectArgs),
 
@@ -85,13 +102,18 @@ pub enum Command {
     #[command(subcommand)]
     Group(GroupCommand),
 
-    /// Print the current leader of GROUP (nothing if there is none)
+    /// Print the current leader of GROUP (nothing, or null with --json, if it has none; an
+    /// error if there is no leader and GROUP does not exist)
     Leader {
         /// The group.
+        #[arg(value_parser = non_empty)]
         group: String,
     },
 
     /// Print the members owning KEY among GROUP's current members
+    ///
+    /// An empty group owns nothing: no line (with --json, "owners": []). A group that does
+    /// not exist is an error, as for `tooz leader`.
     ///
     /// Uses Python tooz's placement: a consistent hash ring with 32 points per unit of weight
     /// (a member's weight is its `weight` capability, 1 otherwise), KEY hashed as its UTF-8
@@ -123,10 +145,19 @@ pub enum Command {
         group: String,
     },
 
+    /// The watchdog of CMD's process group (started by lock, elect and group join -- CMD)
+    #[command(hide = true)]
+    Watchdog {
+        /// CMD's process group.
+        pgid: i32,
+    },
+
     /// Print a shell completion script
     ///
     /// bash: tooz completions bash > ~/.local/share/bash-completion/completions/tooz
+    ///
     /// zsh: tooz completions zsh > "${fpath[1]}/_tooz"
+    ///
     /// fish: tooz completions fish > ~/.config/fish/completions/tooz.fish
     Completions {
         /// The shell.
@@ -148,6 +179,15 @@ pub struct Wait {
     /// Give up after S seconds (also 250ms, 2m, 1h) with status 75
     #[arg(long, value_name = "S", value_parser = duration)]
     pub timeout: Option<Duration>,
+
+    /// Fail at once with status 75 if it is held
+    #[arg(long, conflicts_with = "timeout")]
+    pub no_wait: bool,
+
+    /// The status for "not obtained" instead of 75, to tell it from CMD's own statuses (as
+    /// flock's --conflict-exit-code)
+    #[arg(long, value_name = "N", default_value_t = exit::BUSY)]
+    pub conflict_exit_code: u8,
 }
 
 /// What to do with CMD when the lock goes.
@@ -160,25 +200,26 @@ pub struct Hold {
     /// Stop CMD (SIGTERM, then SIGKILL) and exit 76 if it still runs after S seconds
     #[arg(long, value_name = "S", value_parser = positive_duration)]
     pub max_hold: Option<Duration>,
+
+    /// The status for "lost while CMD ran" instead of 76, to tell it from CMD's own statuses
+    #[arg(long, value_name = "N", default_value_t = exit::LOST)]
+    pub lost_exit_code: u8,
 }
 
 /// `tooz lock`.
 #[derive(Debug, Args)]
 pub struct LockArgs {
     /// The lock name (with the file driver: a relative path inside its directory)
+    #[arg(value_parser = non_empty)]
     pub name: String,
 
     /// How long to wait.
     #[command(flatten)]
     pub wait: Wait,
 
-    /// Fail at once with status 75 if the lock is held
-    #[arg(long, conflicts_with = "timeout")]
-    pub no_wait: bool,
-
     /// Lifetime of the lock if tooz stops renewing it, for drivers whose locks expire (sent as
     /// the URL option lock_timeout); ignored by drivers whose locks end with their holder's
-    /// process or session (file, zake)
+    /// process or session (file, ipc)
     #[arg(long, value_name = "S", value_parser = positive_duration)]
     pub ttl: Option<Duration>,
 
@@ -195,6 +236,7 @@ pub struct LockArgs {
 #[derive(Debug, Args)]
 pub struct ElectArgs {
     /// The group to lead.
+    #[arg(value_parser = non_empty)]
     pub group: String,
 
     /// How long to wait.
@@ -262,6 +304,7 @@ pub struct BenchArgs {
 #[derive(Debug, Args)]
 pub struct PartitionArgs {
     /// The group whose members share the keys.
+    #[arg(value_parser = non_empty)]
     pub group: String,
     /// The key to place.
     pub key: String,
@@ -281,16 +324,19 @@ pub enum GroupCommand {
     /// Create a group
     Create {
         /// The group.
+        #[arg(value_parser = non_empty)]
         group: String,
     },
     /// Delete a group that has no members
     Delete {
         /// The group.
+        #[arg(value_parser = non_empty)]
         group: String,
     },
     /// List a group's members
     Members {
         /// The group.
+        #[arg(value_parser = non_empty)]
         group: String,
         /// Show each member's capabilities too
         #[arg(long)]
@@ -299,14 +345,18 @@ pub enum GroupCommand {
     /// Join a group (creating it if needed) while CMD runs, or until interrupted
     ///
     /// The membership lasts as long as this process: while CMD runs (with TOOZ_GROUP and
-    /// TOOZ_MEMBER in its environment; signals and exit status as for `tooz lock`), or without
-    /// CMD until SIGINT, SIGTERM or SIGHUP. It is left on exit.
+    /// TOOZ_MEMBER in its environment; signals, exit status and the watchdog that kills CMD's
+    /// process group if tooz dies as for `tooz lock`), or without CMD until SIGINT, SIGTERM or
+    /// SIGHUP. It is left on exit. If the member is removed meanwhile (by `tooz group leave`
+    /// from another process, by expiry, or with the session), CMD is stopped (SIGTERM, then
+    /// SIGKILL after --kill-after) and tooz exits 76.
     Join(JoinArgs),
     /// Remove a member from a group (e.g. one left behind by a crashed process)
     ///
     /// Needs --member: the member to remove.
     Leave {
         /// The group.
+        #[arg(value_parser = non_empty)]
         group: String,
     },
     /// Print joins and leaves as they happen, until interrupted
@@ -315,6 +365,7 @@ pub enum GroupCommand {
     /// members at the start, then one {"event":"joined"|"left",...} line per change.
     Watch {
         /// The group.
+        #[arg(value_parser = non_empty)]
         group: String,
     },
 }
@@ -323,6 +374,7 @@ pub enum GroupCommand {
 #[derive(Debug, Args)]
 pub struct JoinArgs {
     /// The group.
+    #[arg(value_parser = non_empty)]
     pub group: String,
 
     /// Capabilities as text
@@ -341,6 +393,10 @@ pub struct JoinArgs {
     #[arg(long, value_name = "S", value_parser = duration, default_value = "5")]
     pub kill_after: Duration,
 
+    /// The status for "membership lost" instead of 76, to tell it from CMD's own statuses
+    #[arg(long, value_name = "N", default_value_t = exit::LOST)]
+    pub lost_exit_code: u8,
+
     /// The command to run while a member, after `--`
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -358,21 +414,15 @@ fn json_value(text: &str) -> Result<serde_json::Value, String> {
     serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))
 }
 
-/// Parses `5`, `0.5`, `250ms`, `2s`, `1m` or `1h` (zero allowed).
+/// Parses `5`, `0.5`, `250ms`, `2s`, `1m` or `1h` (zero allowed): the grammar of the URL
+/// options too ([`tooz::duration`]).
 pub fn duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, scale) = [("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)]
-        .iter()
-        .find_map(|(unit, scale)| text.strip_suffix(unit).map(|n| (n, *scale)))
-        .unwrap_or((text, 1.0));
-    let expected =
-        || format!("`{text}` is not a duration (expected seconds, e.g. 5, 0.5, 250ms, 2m)");
-    let value: f64 = number.trim().parse().map_err(|_| expected())?;
-    let seconds = value * scale;
-    if !(0.0..=1e9).contains(&seconds) {
-        return Err(expected());
-    }
-    Ok(Duration::from_secs_f64(seconds))
+    tooz::duration(text).ok_or_else(|| {
+        format!(
+            "`{}` is not a duration (expected seconds, e.g. 5, 0.5, 250ms, 2m, 1h; at most a year)",
+            text.trim()
+        )
+    })
 }
 
 fn positive_duration(text: &str) -> Result<Duration, String> {

@@ -41,17 +41,13 @@ fn own_dir(dir: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `file://` and the percent-encoded absolute path.
+/// `file://` and the percent-encoded absolute path (the `url` crate's encoding).
 pub fn file_url(dir: &Path) -> String {
-    let mut url = String::from("file://");
-    for &b in dir.as_os_str().as_encoded_bytes() {
-        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
-            url.push(b as char);
-        } else {
-            url.push_str(&format!("%{b:02X}"));
-        }
+    match url::Url::from_file_path(dir) {
+        Ok(url) => url.to_string(),
+        // Only a relative path fails, and `default_dir` is absolute.
+        Err(()) => format!("file://{}", dir.display()),
     }
-    url
 }
 
 /// `<hostname>-<pid>`.
@@ -78,6 +74,33 @@ pub fn url(global: &Global) -> Result<String, Failure> {
             Ok(file_url(&dir))
         }
     }
+}
+
+/// A started coordinator for a command that only reads, or `None` when the URL (or the
+/// default one) names a directory of the file driver that does not exist: there is nothing
+/// to read there, and reading must not create the tree. The URL is checked either way.
+pub async fn reader(global: &Global) -> Result<Option<Coordinator>, Failure> {
+    let url = match &global.url {
+        Some(url) => url.clone(),
+        None => file_url(&default_dir()),
+    };
+    let coord = shared(&url, &member(global)).await?;
+    let parsed = tooz::DriverUrl::parse(&url)?;
+    if coord.driver_name() == "file" && !Path::new(&parsed.path()).exists() {
+        return Ok(None);
+    }
+    if global.url.is_none() {
+        own_dir(&default_dir())?;
+    }
+    coord.start().await.map_err(|e| unreachable(e, &url))?;
+    Ok(Some(coord))
+}
+
+/// The failure of a read-only command on a group in a store that does not exist.
+pub fn no_such_group(group: &str) -> Failure {
+    Failure::msg(tooz::Error::GroupNotCreated {
+        group: group.into(),
+    })
 }
 
 /// The member id to use.
@@ -118,16 +141,87 @@ pub fn with_ttl(url: &str, ttl: Option<Duration>) -> Result<String, Failure> {
     })
 }
 
-/// Connects to `url` as `member` and starts the coordinator.
+/// Connects to `url` as `member` and starts the coordinator, whatever the driver (the unit
+/// tests use zake).
+#[cfg(test)]
 pub async fn start(url: &str, member: &str) -> Result<Coordinator, Failure> {
     let coord = Coordinator::connect(url, member).await?;
     coord.start().await?;
     Ok(coord)
 }
 
-/// Connects with the global options.
+/// Connects to `url` as `member` and starts the coordinator, for a command that coordinates
+/// with other processes: a driver whose state lives in one process (zake) is refused, as its
+/// locks and groups would be this process's alone.
+pub async fn start_shared(url: &str, member: &str) -> Result<Coordinator, Failure> {
+    let coord = shared(url, member).await?;
+    coord.start().await.map_err(|e| unreachable(e, url))?;
+    Ok(coord)
+}
+
+/// A failure to start, saying where tooz tried to connect when the backend could not be
+/// reached (unless the driver's message says it already), and what a bare "broken pipe" from
+/// the server usually means.
+fn unreachable(error: tooz::Error, url: &str) -> Failure {
+    if !matches!(
+        error,
+        tooz::Error::Connection(_) | tooz::Error::OperationTimedOut(_)
+    ) {
+        return error.into();
+    }
+    let Ok(parsed) = tooz::DriverUrl::parse(url) else {
+        return error.into();
+    };
+    let place = match parsed.hosts().join(",") {
+        hosts if hosts.is_empty() => parsed.path(),
+        hosts => hosts,
+    };
+    let text = error.to_string();
+    let lower = text.to_ascii_lowercase();
+    let explained = lower.contains("is it one?");
+    let hung_up = [
+        "broken pipe",
+        "reset by peer",
+        "unexpected",
+        "parse",
+        "invalid response",
+    ]
+    .iter()
+    .any(|w| lower.contains(w));
+    let hint = if hung_up && !explained {
+        format!(
+            " (the server hung up or answered nonsense: is a {} server listening there?)",
+            parsed.scheme()
+        )
+    } else {
+        String::new()
+    };
+    if text.contains(&place) {
+        return Failure::msg(format!("cannot connect: {text}{hint}"));
+    }
+    Failure::msg(format!("cannot connect to {place}: {text}{hint}"))
+}
+
+/// The coordinator of [`start_shared`], not started: the URL and its options are checked,
+/// nothing is connected or created yet.
+async fn shared(url: &str, member: &str) -> Result<Coordinator, Failure> {
+    Coordinator::builder(url, member)
+        .require([Characteristic::DistributedAcrossProcesses])
+        .connect()
+        .await
+        .map_err(|error| match error {
+            tooz::Error::DriverChosenPoorly { driver, .. } => Failure::msg(format!(
+                "the {driver} driver keeps its state inside one process, so a tooz command \
+                 would coordinate with nobody: give a URL shared by processes (file://DIR, \
+                 redis://HOST, ...; see 'tooz drivers')"
+            )),
+            other => other.into(),
+        })
+}
+
+/// Connects with the global options, for a command that coordinates with other processes.
 pub async fn coordinator(global: &Global) -> Result<Coordinator, Failure> {
-    start(&url(global)?, &member(global)).await
+    start_shared(&url(global)?, &member(global)).await
 }
 
 /// Stops the coordinator (leaving groups, releasing locks); failures only matter to a caller

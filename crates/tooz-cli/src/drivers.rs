@@ -60,7 +60,11 @@ pub fn table(entries: &[DriverEntry]) -> String {
         .map(|e| e.scheme.len() + e.aliases.iter().map(|a| a.len() + 2).sum::<usize>())
         .max()
         .unwrap_or(0);
-    let mut out = String::new();
+    let width = width.max("DRIVER, ALIASES".len());
+    let mut out = format!(
+        "{:<width$}  {:<20} {}\n",
+        "DRIVER, ALIASES", "AVAILABILITY", "SUMMARY (then characteristics, supported API)"
+    );
     for entry in entries {
         let mut names = entry.scheme.to_string();
         for alias in entry.aliases {

@@ -31,8 +31,10 @@ Exit status:
   1      tooz failed (bad URL, backend error, no such group, ...)
   2      usage error (unknown option, bad value)
   75     lock or leadership not obtained: held with --no-wait, or --timeout expired
+         (--conflict-exit-code N makes it N)
   76     lock, leadership or membership lost while CMD ran, or CMD outlived --max-hold;
          CMD was stopped (SIGTERM, then SIGKILL after --kill-after)
+         (--lost-exit-code N makes it N)
   125    tooz failed while wrapping CMD (lock, elect, group join -- CMD)
   126    CMD could not be run
   127    CMD not found
@@ -52,12 +54,14 @@ pub const STATUS_ROWS: &[(&str, &str)] = &[
     ("2", "Usage error: unknown option, bad value."),
     (
         "75",
-        "The lock or leadership was not obtained: held with --no-wait, or --timeout expired.",
+        "The lock or leadership was not obtained: held with --no-wait, or --timeout expired \
+         (--conflict-exit-code N makes it N).",
     ),
     (
         "76",
         "The lock, leadership or membership was lost while CMD ran, or CMD outlived \
-         --max-hold; CMD was stopped (SIGTERM, then SIGKILL after --kill-after).",
+         --max-hold; CMD was stopped (SIGTERM, then SIGKILL after --kill-after) \
+         (--lost-exit-code N makes it N).",
     ),
     (
         "125",

@@ -4,12 +4,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use serde_json::json;
-use tooz::{Capabilities, ConnectionState, Coordinator, GroupEvent, Value};
+use tooz::{Capabilities, Coordinator, GroupEvent, Value};
 
-use crate::child::{self, Signals};
+use crate::child::{self, Lease, Signals};
 use crate::cli::{Global, GroupCommand, JoinArgs};
 use crate::connect;
 use crate::exit::{self, Failure, Outcome};
+use crate::membership::Membership;
+use crate::names::{self, hex};
 use crate::output::{self, Style};
 
 /// Runs a `tooz group` command.
@@ -21,7 +23,16 @@ pub async fn run(global: &Global, command: &GroupCommand) -> Outcome {
             ));
         }
     }
-    let coord = connect::coordinator(global).await?;
+    let coord = match command {
+        GroupCommand::List | GroupCommand::Members { .. } | GroupCommand::Watch { .. } => {
+            match connect::reader(global).await? {
+                Some(coord) => coord,
+                // Reading a store that does not exist must not create it.
+                None => return read_nothing(global, command),
+            }
+        }
+        _ => connect::coordinator(global).await?,
+    };
     let result = match command {
         GroupCommand::List => list(global, &coord).await,
         GroupCommand::Create { group } => create(global, &coord, group).await,
@@ -36,18 +47,29 @@ pub async fn run(global: &Global, command: &GroupCommand) -> Outcome {
 }
 
 async fn list(global: &Global, coord: &Coordinator) -> Outcome {
-    let groups: Vec<String> = coord
-        .get_groups()
-        .await?
-        .iter()
-        .map(|g| g.to_string())
-        .collect();
+    let groups = coord.get_groups().await?;
     if global.json {
-        output::json(&json!(groups))?;
+        let list: Vec<_> = groups.iter().map(names::json).collect();
+        output::json(&json!(list))?;
     } else {
-        output::print(&lines(&groups))?;
+        names::print_lines(&groups)?;
     }
     Ok(0)
+}
+
+/// A read of a store that does not exist: no groups, and so no such group.
+fn read_nothing(global: &Global, command: &GroupCommand) -> Outcome {
+    match command {
+        GroupCommand::Members { group, .. } | GroupCommand::Watch { group } => {
+            Err(connect::no_such_group(group))
+        }
+        _ => {
+            if global.json {
+                output::json(&json!([]))?;
+            }
+            Ok(0)
+        }
+    }
 }
 
 async fn create(global: &Global, coord: &Coordinator, group: &str) -> Outcome {
@@ -72,8 +94,8 @@ async fn members(global: &Global, coord: &Coordinator, group: &str, caps: bool) 
         let list: Vec<_> = members
             .iter()
             .map(|(id, c)| match caps {
-                true => json!({ "member": id.to_string(), "capabilities": to_json(c.value()) }),
-                false => json!(id.to_string()),
+                true => json!({ "member": names::json(id), "capabilities": to_json(c.value()) }),
+                false => names::json(id),
             })
             .collect();
         output::json(&json!(list))?;
@@ -84,33 +106,44 @@ async fn members(global: &Global, coord: &Coordinator, group: &str, caps: bool) 
             .collect();
         output::print(&output::table(&["MEMBER", "CAPABILITIES"], &rows))?;
     } else {
-        let names: Vec<String> = members.keys().map(|id| id.to_string()).collect();
-        output::print(&lines(&names))?;
+        names::print_lines(members.keys())?;
     }
     Ok(0)
 }
 
 async fn join(global: &Global, coord: &Coordinator, args: &JoinArgs) -> Outcome {
     let group = args.group.as_str();
-    let me = coord.member_id().to_string();
+    let me = coord.member_id().clone();
     coord.join_group_create(group, capabilities(args)).await?;
-    let lost = session_lost(coord, group);
+    let lost = Membership::watch(coord, group).await?.lost();
     if !args.command.is_empty() {
         let mut signals = Signals::forwarded()?;
-        let env = [("TOOZ_GROUP", group.to_string()), ("TOOZ_MEMBER", me)];
-        return child::run(&args.command, &env, args.kill_after, lost, &mut signals)
-            .await?
-            .outcome();
+        let env = [
+            ("TOOZ_GROUP", group.into()),
+            ("TOOZ_MEMBER", names::env(&me)),
+        ];
+        let lease = Lease::none();
+        return child::run(
+            &args.command,
+            &env,
+            args.kill_after,
+            lost,
+            &lease,
+            &mut signals,
+        )
+        .await?
+        .outcome();
     }
     let mut signals = Signals::stopping()?;
     if global.json {
-        output::json(&json!({ "event": "joined", "group": group, "member": me }))?;
-    } else if output::is_tty(libc::STDERR_FILENO) {
+        let member = names::json(&me);
+        output::json(&json!({ "event": "joined", "group": group, "member": member }))?;
+    } else if output::stderr_is_tty() {
         let style = Style::stderr();
         eprintln!(
             "joined {} as {}; Ctrl-C to leave",
             style.bold(group),
-            style.bold(&me)
+            style.bold(&me.to_string())
         );
     }
     tokio::select! {
@@ -119,17 +152,10 @@ async fn join(global: &Global, coord: &Coordinator, args: &JoinArgs) -> Outcome 
     }
 }
 
-/// Resolves when the session, and so the membership, is lost.
-async fn session_lost(coord: &Coordinator, group: &str) -> String {
-    let mut states = coord.connection_states();
-    let _ = states.wait_for(|s| *s == ConnectionState::Lost).await;
-    format!("membership of {group} lost: the session was lost")
-}
-
 async fn leave(global: &Global, coord: &Coordinator, group: &str) -> Outcome {
     coord.leave_group(group).await?;
     if global.json {
-        let member = coord.member_id().to_string();
+        let member = names::json(coord.member_id());
         output::json(&json!({ "group": group, "member": member, "left": true }))?;
     }
     Ok(0)
@@ -140,9 +166,9 @@ async fn watch(global: &Global, coord: &Coordinator, group: &str) -> Outcome {
     let mut events = coord.watch_group(group).await?;
     let members = coord.get_members(group).await?;
     if global.json {
-        let names: Vec<String> = members.iter().map(|m| m.to_string()).collect();
-        output::json(&json!({ "event": "watching", "group": group, "members": names }))?;
-    } else if output::is_tty(libc::STDERR_FILENO) {
+        let list: Vec<_> = members.iter().map(names::json).collect();
+        output::json(&json!({ "event": "watching", "group": group, "members": list }))?;
+    } else if output::stderr_is_tty() {
         let names: Vec<String> = members.iter().map(|m| m.to_string()).collect();
         eprintln!(
             "watching {group}: {} member(s){}{}; Ctrl-C to stop",
@@ -172,10 +198,10 @@ async fn watch(global: &Global, coord: &Coordinator, group: &str) -> Outcome {
                 .unwrap_or_default()
                 .as_secs_f64();
             let line = json!({
-                "event": kind, "group": group, "member": member.to_string(), "time": time,
+                "event": kind, "group": group, "member": names::json(member), "time": time,
             });
             output::json(&line)?;
-        } else if output::is_tty(libc::STDOUT_FILENO) {
+        } else if output::stdout_is_tty() {
             let mark = match kind {
                 "joined" => style.green("+ joined"),
                 _ => style.red("- left  "),
@@ -183,13 +209,12 @@ async fn watch(global: &Global, coord: &Coordinator, group: &str) -> Outcome {
             let clock = style.dim(&local_clock(now));
             output::print(&format!("{clock} {mark} {member}\n"))?;
         } else {
-            output::print(&format!("{kind}\t{member}\n"))?;
+            let mut line = format!("{kind}\t").into_bytes();
+            line.extend_from_slice(member.as_bytes());
+            line.push(b'\n');
+            output::print_bytes(&line)?;
         }
     }
-}
-
-fn lines(items: &[String]) -> String {
-    items.iter().map(|i| format!("{i}\n")).collect()
 }
 
 /// The capabilities given to `group join`.
@@ -276,10 +301,6 @@ pub fn to_text(value: &Value) -> String {
         serde_json::Value::String(s) => s,
         other => other.to_string(),
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `HH:MM:SS` in local time.

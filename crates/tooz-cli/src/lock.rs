@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tooz::{Coordinator, Error, Lock, LockGuard};
 
-use crate::child::{self, Signals};
+use crate::child::{self, Lease, Signals};
 use crate::cli::{Global, Hold, LockArgs};
 use crate::connect;
 use crate::exit::{self, Failure, Outcome};
@@ -14,7 +14,7 @@ use crate::output::{self, Spinner};
 /// Runs `tooz lock`.
 pub async fn run(global: &Global, args: &LockArgs) -> Outcome {
     let url = connect::with_ttl(&connect::url(global)?, args.ttl)?;
-    let coord = connect::start(&url, &connect::member(global)).await?;
+    let coord = connect::start_shared(&url, &connect::member(global)).await?;
     let result = locked(&coord, args).await;
     connect::stop(&coord).await;
     result
@@ -28,18 +28,27 @@ async fn locked(coord: &Coordinator, args: &LockArgs) -> Outcome {
         sig = signals.recv() => return Err(interrupted(sig, &format!("lock {}", args.name))),
     };
     let env = [
-        ("TOOZ_LOCK_NAME", args.name.clone()),
-        ("TOOZ_FENCING_TOKEN", guard.fencing_token().to_string()),
+        ("TOOZ_LOCK_NAME", args.name.clone().into()),
+        (
+            "TOOZ_FENCING_TOKEN",
+            guard.fencing_token().to_string().into(),
+        ),
     ];
     let lost = lost(&guard, &args.name, &args.hold);
+    let lease = Lease {
+        what: format!("lock {}", args.name),
+        deadline: Box::new(|| child::deadline(guard.lease(), guard.confirmed_at())),
+    };
     let ended = child::run(
         &args.command,
         &env,
         args.hold.kill_after,
         lost,
+        &lease,
         &mut signals,
     )
     .await;
+    drop(lease);
     let lost_late = guard.lost_reason();
     if let Err(error) = guard.release().await {
         output::error_line(&format!("releasing lock {}: {error}", args.name));
@@ -60,7 +69,7 @@ async fn acquire(lock: &Lock, args: &LockArgs) -> Result<LockGuard, Failure> {
         return Ok(guard);
     }
     let holder = holder_text(lock).await;
-    if args.no_wait {
+    if args.wait.no_wait {
         return Err(Failure::new(
             exit::BUSY,
             format!("lock {} is held{holder}", lock.name()),
@@ -145,12 +154,16 @@ mod tests {
     fn args(name: &str, script: &str) -> LockArgs {
         LockArgs {
             name: name.into(),
-            wait: crate::cli::Wait { timeout: None },
-            no_wait: false,
+            wait: crate::cli::Wait {
+                timeout: None,
+                no_wait: false,
+                conflict_exit_code: exit::BUSY,
+            },
             ttl: None,
             hold: Hold {
                 kill_after: Duration::from_millis(500),
                 max_hold: None,
+                lost_exit_code: exit::LOST,
             },
             command: ["sh", "-c", script].iter().map(OsString::from).collect(),
         }

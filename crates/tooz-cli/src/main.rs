@@ -1,9 +1,11 @@
 //! The `tooz` command: locks, elections, groups and partitions from the shell.
 //!
 //! One module per command family (`lock`, `elect`, `group`, `partition`, `drivers`,
-//! `manual`), with `cli` (the clap definitions), `connect` (URL, member, coordinator),
-//! `child` (running and supervising CMD), `output` (terminal, JSON, spinner) and `exit`
-//! (statuses).
+//! `manual`, `bench`), with `cli` (the clap definitions), `connect` (URL, member,
+//! coordinator), `child` (running and supervising CMD), `watchdog` (the process that stops
+//! CMD's group when tooz dies or stops confirming its lease), `membership` (noticing a lost
+//! membership), `names` (exact names for scripts), `secrets` (URL secrets kept out of output),
+//! `logs` (tracing on stderr), `output` (terminal, JSON, spinner) and `exit` (statuses).
 
 // The doc comments of `cli` are the `--help` text, written for a terminal, not for rustdoc.
 #![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
@@ -17,9 +19,14 @@ mod elect;
 mod exit;
 mod group;
 mod lock;
+mod logs;
 mod manual;
+mod membership;
+mod names;
 mod output;
 mod partition;
+mod secrets;
+mod watchdog;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -37,6 +44,18 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return ExitCode::from(usage_error(error, &args)),
     };
+    if let Command::Watchdog { pgid } = cli.command {
+        return watchdog::run(pgid);
+    }
+    let bench_urls = match &cli.command {
+        Command::Bench(args) => args.urls.iter().map(String::as_str).collect(),
+        _ => Vec::new(),
+    };
+    secrets::register(cli.global.url.iter().map(String::as_str).chain(bench_urls));
+    if let Err(failure) = logs::init(cli.global.verbose) {
+        output::error_line(&failure.message);
+        return ExitCode::from(failure.status);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -82,9 +101,11 @@ async fn run(cli: &Cli) -> Outcome {
         Command::Drivers => drivers::run(global),
         Command::Bench(args) => bench::run(global, args).await,
         Command::BenchWatcher { group } => bench::watcher(global, group).await,
+        Command::Watchdog { .. } => Ok(0),
         Command::Completions { shell } => manual::completions(*shell),
         Command::Man { command } => manual::man(command),
     };
+    let (conflict, lost) = chosen_statuses(&cli.command);
     match outcome {
         Err(failure) if failure.status == exit::FAILURE && wraps_cmd(&cli.command) => {
             Err(Failure {
@@ -92,7 +113,27 @@ async fn run(cli: &Cli) -> Outcome {
                 ..failure
             })
         }
+        // tooz's own 75 and 76 (failures, never CMD's statuses) as the user chose them.
+        Err(failure) if failure.status == exit::BUSY => Err(Failure {
+            status: conflict,
+            ..failure
+        }),
+        Err(failure) if failure.status == exit::LOST => Err(Failure {
+            status: lost,
+            ..failure
+        }),
         other => other,
+    }
+}
+
+/// The statuses chosen for "not obtained" and "lost" (`--conflict-exit-code`,
+/// `--lost-exit-code`), 75 and 76 unless given.
+fn chosen_statuses(command: &Command) -> (u8, u8) {
+    match command {
+        Command::Lock(args) => (args.wait.conflict_exit_code, args.hold.lost_exit_code),
+        Command::Elect(args) => (args.wait.conflict_exit_code, args.hold.lost_exit_code),
+        Command::Group(GroupCommand::Join(args)) => (exit::BUSY, args.lost_exit_code),
+        _ => (exit::BUSY, exit::LOST),
     }
 }
 
@@ -114,13 +155,21 @@ fn usage_error(error: clap::Error, args: &[OsString]) -> u8 {
     exit::USAGE
 }
 
-/// The first paragraph of a clap error, without its `error:` prefix, followed by where to
-/// find help.
+/// The first paragraph of a clap error, without its `error:` prefix, with clap's tips
+/// (`tip: a similar argument exists: '--timeout'`), followed by where to find help.
 fn one_line(rendered: &str, args: &[OsString]) -> String {
     let what = rendered.split("\n\n").next().unwrap_or(rendered).trim();
     let what = what.strip_prefix("error:").unwrap_or(what).trim();
-    let what = what.split_whitespace().collect::<Vec<_>>().join(" ");
-    format!("{what} (see '{} --help')", command_path(args).join(" "))
+    let mut line = what.split_whitespace().collect::<Vec<_>>().join(" ");
+    for tip in rendered
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("tip:"))
+    {
+        line.push_str("; ");
+        line.push_str(&tip.split_whitespace().collect::<Vec<_>>().join(" "));
+    }
+    format!("{line} (see '{} --help')", command_path(args).join(" "))
 }
 
 /// The subcommands named in `args` (`tooz group join`), as far as they are known.

@@ -17,11 +17,19 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "Without a URL, tooz uses the file driver in $XDG_RUNTIME_DIR/tooz (or <tmp>/tooz-<uid>).",
     ),
     ("NO_COLOR", "When set and not empty, no colours."),
+    (
+        "TOOZ_LOG, RUST_LOG",
+        "Log filter (tracing-subscriber's EnvFilter syntax, e.g. debug or tooz=debug); TOOZ_LOG \
+         first. Without either, -v, -vv and -vvv choose info, debug and trace.",
+    ),
 ];
 
 /// Environment variables CMD is given.
 const CMD_ENVIRONMENT: &[(&str, &str)] = &[
-    ("TOOZ_LOCK_NAME", "The lock held (tooz lock)."),
+    (
+        "TOOZ_LOCK_NAME",
+        "The lock held (tooz lock), as its exact bytes, as are all names here.",
+    ),
     (
         "TOOZ_FENCING_TOKEN",
         "The fencing token: larger with every acquisition of the lock, or every new leader \

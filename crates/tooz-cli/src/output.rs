@@ -1,17 +1,26 @@
 //! Terminal output: TTY detection, colours, aligned tables, JSON, the waiting spinner, and
 //! the one-line error report.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
 use crate::exit::Failure;
 
-/// True if `fd` is a terminal.
-pub fn is_tty(fd: libc::c_int) -> bool {
-    // SAFETY: isatty only inspects the descriptor.
-    unsafe { libc::isatty(fd) == 1 }
+/// True if stdin is a terminal.
+pub fn stdin_is_tty() -> bool {
+    io::stdin().is_terminal()
+}
+
+/// True if stdout is a terminal.
+pub fn stdout_is_tty() -> bool {
+    io::stdout().is_terminal()
+}
+
+/// True if stderr is a terminal.
+pub fn stderr_is_tty() -> bool {
+    io::stderr().is_terminal()
 }
 
 fn no_color() -> bool {
@@ -28,15 +37,20 @@ impl Style {
     /// Styling for stdout.
     pub fn stdout() -> Self {
         Style {
-            on: is_tty(libc::STDOUT_FILENO) && !no_color(),
+            on: stdout_is_tty() && !no_color(),
         }
     }
 
     /// Styling for stderr.
     pub fn stderr() -> Self {
         Style {
-            on: is_tty(libc::STDERR_FILENO) && !no_color(),
+            on: stderr_is_tty() && !no_color(),
         }
+    }
+
+    /// True when colours are on.
+    pub fn is_on(self) -> bool {
+        self.on
     }
 
     fn paint(self, code: &str, text: &str) -> String {
@@ -70,8 +84,13 @@ impl Style {
 
 /// Writes `text` to stdout and flushes it (a closed pipe becomes a quiet failure).
 pub fn print(text: &str) -> Result<(), Failure> {
+    print_bytes(text.as_bytes())
+}
+
+/// Writes `bytes` to stdout and flushes them (a closed pipe becomes a quiet failure).
+pub fn print_bytes(bytes: &[u8]) -> Result<(), Failure> {
     let mut out = io::stdout().lock();
-    out.write_all(text.as_bytes())?;
+    out.write_all(bytes)?;
     out.flush()?;
     Ok(())
 }
@@ -81,8 +100,10 @@ pub fn json(value: &serde_json::Value) -> Result<(), Failure> {
     print(&format!("{value}\n"))
 }
 
-/// Prints `tooz: <message>` on stderr: one line, whatever the message holds.
+/// Prints `tooz: <message>` on stderr: one line, whatever the message holds, with the
+/// secrets of the URLs given scrubbed.
 pub fn error_line(message: &str) {
+    let message = crate::secrets::scrub(message);
     let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
     let style = Style::stderr();
     let _ = writeln!(
@@ -96,7 +117,7 @@ pub fn error_line(message: &str) {
 /// tab-separated lines without header.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut out = String::new();
-    if !is_tty(libc::STDOUT_FILENO) {
+    if !stdout_is_tty() {
         for row in rows {
             out.push_str(&row.join("\t"));
             out.push('\n');
@@ -159,7 +180,7 @@ pub struct Spinner {
 impl Spinner {
     /// Starts spinning with `message` (nothing happens unless stderr is a terminal).
     pub fn start(message: String) -> Spinner {
-        if !is_tty(libc::STDERR_FILENO) {
+        if !stderr_is_tty() {
             return Spinner { task: None };
         }
         let utf8 = ["LC_ALL", "LC_CTYPE", "LANG"]

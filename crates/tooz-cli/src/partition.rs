@@ -9,11 +9,14 @@ use tooz::{Capabilities, Id};
 use crate::cli::{Global, PartitionArgs};
 use crate::connect;
 use crate::exit::Outcome;
+use crate::names;
 use crate::output;
 
 /// Runs `tooz partition`.
 pub async fn run(global: &Global, args: &PartitionArgs) -> Outcome {
-    let coord = connect::coordinator(global).await?;
+    let Some(coord) = connect::reader(global).await? else {
+        return Err(connect::no_such_group(&args.group));
+    };
     let members = coord
         .get_members_with_capabilities(args.group.as_str())
         .await;
@@ -21,21 +24,21 @@ pub async fn run(global: &Global, args: &PartitionArgs) -> Outcome {
     let members = members?;
     let placement = place(&members, &args.key, &args.ignore, args.replicas as usize);
     if global.json {
-        let weights: BTreeMap<String, u32> = members
+        let weights: Vec<_> = members
             .iter()
-            .map(|(id, caps)| (id.to_string(), member_weight(caps)))
+            .map(|(id, caps)| json!({ "member": names::json(id), "weight": member_weight(caps) }))
             .collect();
+        let owners: Vec<_> = placement.owners.iter().map(names::json).collect();
         output::json(&json!({
             "group": args.group,
             "key": args.key,
             "replicas": args.replicas,
             "members": weights,
-            "primary": placement.primary,
-            "owners": placement.owners,
+            "primary": placement.primary.as_ref().map(names::json),
+            "owners": owners,
         }))?;
     } else {
-        let owners: String = placement.owners.iter().map(|o| format!("{o}\n")).collect();
-        output::print(&owners)?;
+        names::print_lines(&placement.owners)?;
     }
     Ok(0)
 }
@@ -44,9 +47,9 @@ pub async fn run(global: &Global, args: &PartitionArgs) -> Outcome {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Placement {
     /// The first owner clockwise from the key that is not ignored.
-    pub primary: Option<String>,
+    pub primary: Option<Id>,
     /// The owners: the primary first, then the other replicas by name.
-    pub owners: Vec<String>,
+    pub owners: Vec<Id>,
 }
 
 /// Places `key` on the ring of `members`, as tooz's partitioner does.
@@ -60,16 +63,11 @@ pub fn place(
     let ignore: Vec<Id> = ignore.iter().map(Id::from).collect();
     let key = key.to_string();
     // The first owner clockwise that is not ignored, then the other replicas by name.
-    let primary = view
-        .members_for_object(&key, &ignore, 1)
-        .into_iter()
-        .next()
-        .map(|m| m.to_string());
-    let mut list: Vec<String> = primary.iter().cloned().collect();
+    let primary = view.members_for_object(&key, &ignore, 1).into_iter().next();
+    let mut list: Vec<Id> = primary.iter().cloned().collect();
     list.extend(
         view.members_for_object(&key, &ignore, replicas)
-            .iter()
-            .map(Id::to_string)
+            .into_iter()
             .filter(|o| Some(o) != primary.as_ref()),
     );
     Placement {
@@ -98,11 +96,11 @@ mod tests {
         let group = members(&[("node1", 1), ("node2", 1), ("node3", 1)]);
         let ring = HashRing::new(["node1", "node2", "node3"]);
         let one = place(&group, "foo", &[], 1);
-        assert_eq!(one.owners, vec!["node2".to_string()]);
-        assert_eq!(one.primary.as_deref(), Some("node2"));
+        assert_eq!(one.owners, vec![Id::from("node2")]);
+        assert_eq!(one.primary, Some(Id::from("node2")));
         assert_eq!(ring.get_node(b"foo"), Some(&b"node2"[..]));
         let two = place(&group, "foo", &[], 2);
-        assert_eq!(two.owners, vec!["node2".to_string(), "node3".to_string()]);
+        assert_eq!(two.owners, vec![Id::from("node2"), Id::from("node3")]);
         let ignored = place(&group, "foo", &["node2".to_string()], 1);
         let expected = ring.get_nodes(b"foo", ["node2"], 1).unwrap();
         assert_eq!(ignored.owners.len(), 1);

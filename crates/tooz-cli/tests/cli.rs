@@ -161,11 +161,32 @@ fn ttl_is_accepted() {
         .args(["lock", "t", "--ttl", "30", "--", "true"])
         .assert()
         .success();
-    env.tooz()
-        .args(["--url", "zake://", "lock", "t", "--ttl", "30"])
-        .args(["--", "sh", "-c", "test \"$TOOZ_FENCING_TOKEN\" = 1"])
-        .assert()
-        .success();
+}
+
+/// zake's state lives in one process: every command that coordinates with other processes
+/// refuses it, saying why, rather than coordinating with nobody; `--help` does not offer it.
+#[test]
+fn drivers_local_to_one_process_are_refused() {
+    let env = Env::new();
+    let commands: &[&[&str]] = &[
+        &["lock", "t", "--", "true"],
+        &["elect", "g", "--", "true"],
+        &["group", "list"],
+        &["group", "join", "g", "--", "true"],
+        &["leader", "g"],
+        &["partition", "g", "k"],
+    ];
+    for args in commands {
+        for url in ["zake://", "memory://"] {
+            let mut cmd = env.tooz();
+            cmd.args(["--url", url]).args(*args);
+            let status = one_line_error(&mut cmd, "keeps its state inside one process");
+            assert!(status == 1 || status == 125, "{args:?}: {status}");
+        }
+    }
+    let out = env.tooz().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(!help.contains("zake"), "{help}");
 }
 
 #[test]
@@ -220,4 +241,223 @@ fn drivers_table_and_json() {
         .unwrap()
         .iter()
         .any(|d| d["scheme"] == "file" && d["availability"] == "available"));
+}
+
+/// `file:relative` and `file:./x` are rejected like `file://relative/dir`, instead of being
+/// read as `/relative` and `/x`.
+#[test]
+fn file_urls_without_authority_are_rejected() {
+    let env = Env::new();
+    for url in ["file:relative", "file:./x", "file://relative/dir"] {
+        let status = one_line_error(
+            env.tooz()
+                .current_dir(env.dir.path())
+                .args(["--url", url, "group", "create", "g"]),
+            "absolute path",
+        );
+        assert_eq!(status, 1, "{url}");
+        let out = env
+            .tooz()
+            .args(["--url", url, "group", "list"])
+            .output()
+            .unwrap();
+        assert!(
+            stderr_of(&out).contains(url),
+            "the URL as given: {}",
+            stderr_of(&out)
+        );
+    }
+    assert!(!env.path("relative").exists() && !env.path("x").exists());
+    assert!(!std::path::Path::new("/relative").exists());
+}
+
+/// Reading a store that does not exist answers from nothing and creates no directory, with a
+/// --url or the default directory.
+#[test]
+fn read_only_commands_create_nothing() {
+    let env = Env::new();
+    let missing = env.path("missing").join("deep");
+    let url = format!("file://{}", missing.display());
+    env.tooz()
+        .args(["--url", &url, "group", "list"])
+        .assert()
+        .success()
+        .stdout("");
+    env.tooz()
+        .args(["--url", &url, "--json", "group", "list"])
+        .assert()
+        .success()
+        .stdout("[]\n");
+    let reads: &[&[&str]] = &[
+        &["group", "members", "g"],
+        &["group", "watch", "g"],
+        &["leader", "g"],
+        &["partition", "g", "k"],
+    ];
+    for args in reads {
+        let status = one_line_error(
+            env.tooz().args(["--url", &url]).args(*args),
+            "group g does not exist",
+        );
+        assert_eq!(status, 1, "{args:?}");
+    }
+    assert!(!env.path("missing").exists(), "a read created the store");
+
+    let runtime = env.path("runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    env.tooz()
+        .env_remove("TOOZ_URL")
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .args(["group", "list"])
+        .assert()
+        .success();
+    assert!(
+        !runtime.join("tooz").exists(),
+        "a read created the default store"
+    );
+}
+
+/// Flags and URL options take the same durations: `1h` works in both.
+#[test]
+fn one_duration_grammar_for_flags_and_url_options() {
+    let env = Env::new();
+    let url = format!("{}?timeout=1h&lock_timeout=2m", env.url);
+    env.tooz()
+        .args([
+            "--url",
+            &url,
+            "lock",
+            "d",
+            "--timeout",
+            "1h",
+            "--kill-after",
+            "250ms",
+        ])
+        .args(["--", "true"])
+        .assert()
+        .success();
+    for bad in ["soon", "-1", "5x"] {
+        let url = format!("{}?timeout={bad}", env.url);
+        let status = one_line_error(
+            env.tooz().args(["--url", &url, "group", "list"]),
+            "`timeout`",
+        );
+        assert_eq!(status, 1);
+        let status = one_line_error(
+            env.tooz()
+                .args(["lock", "d", "--timeout", bad, "--", "true"]),
+            "--timeout",
+        );
+        assert_eq!(status, 2);
+    }
+}
+
+/// `leader` and `partition` agree: a missing group is an error; an empty one has no leader
+/// and owns nothing (documented empty results).
+#[test]
+fn leader_and_partition_answer_alike() {
+    let env = Env::new();
+    env.tooz()
+        .args(["group", "create", "other"])
+        .assert()
+        .success();
+    for args in [&["leader", "nog"][..], &["partition", "nog", "k"]] {
+        let status = one_line_error(env.tooz().args(args), "group nog does not exist");
+        assert_eq!(status, 1, "{args:?}");
+    }
+    env.tooz()
+        .args(["group", "create", "empty"])
+        .assert()
+        .success();
+    env.tooz()
+        .args(["leader", "empty"])
+        .assert()
+        .success()
+        .stdout("");
+    env.tooz()
+        .args(["partition", "empty", "k"])
+        .assert()
+        .success()
+        .stdout("");
+    let out = env
+        .tooz()
+        .args(["--json", "leader", "empty"])
+        .output()
+        .unwrap();
+    let leader: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(leader["leader"], serde_json::Value::Null);
+    let out = env
+        .tooz()
+        .args(["--json", "partition", "empty", "k"])
+        .output()
+        .unwrap();
+    let placed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(placed["owners"], serde_json::json!([]));
+}
+
+/// -v/-vv and TOOZ_LOG/RUST_LOG show the library's spans and events on stderr; nothing is
+/// logged by default; a bad filter is a usage error.
+#[test]
+fn logs_show_the_librarys_spans_and_events() {
+    let env = Env::new();
+    env.tooz().args(["group", "create", "g"]).assert().success();
+    let quiet = env.tooz().args(["group", "list"]).output().unwrap();
+    assert_eq!(stderr_of(&quiet), "");
+    let out = env.tooz().args(["-vv", "group", "list"]).output().unwrap();
+    let err = stderr_of(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("tooz.start"), "no span: {err}");
+    assert!(err.contains("coordinator started"), "no event: {err}");
+    for variable in ["TOOZ_LOG", "RUST_LOG"] {
+        let out = env
+            .tooz()
+            .env(variable, "tooz=debug")
+            .args(["group", "list"])
+            .output()
+            .unwrap();
+        assert!(
+            stderr_of(&out).contains("coordinator started"),
+            "{variable}: {}",
+            stderr_of(&out)
+        );
+    }
+    let status = one_line_error(
+        env.tooz().env("TOOZ_LOG", "tooz=[").args(["group", "list"]),
+        "TOOZ_LOG",
+    );
+    assert_eq!(status, 2);
+}
+
+/// The smaller points: clap's tips kept, empty names are usage errors quoted as '', a header
+/// row for `drivers`, each completion shell on its own help line.
+#[test]
+fn usage_errors_keep_tips_and_names_must_not_be_empty() {
+    let env = Env::new();
+    one_line_error(
+        env.tooz()
+            .args(["lock", "x", "--tiemout", "3", "--", "true"]),
+        "tip: a similar argument exists: '--timeout'",
+    );
+    for args in [
+        &["lock", "", "--", "true"][..],
+        &["elect", "", "--", "true"],
+        &["group", "create", ""],
+        &["leader", ""],
+        &["partition", "", "k"],
+    ] {
+        let status = one_line_error(env.tooz().args(args), "invalid value '' for");
+        assert_eq!(status, 2, "{args:?}");
+    }
+    let out = env.tooz().arg("drivers").output().unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("DRIVER, ALIASES"), "{table}");
+    let out = env.tooz().args(["completions", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for shell in ["bash", "zsh", "fish"] {
+        let line = help
+            .lines()
+            .find(|l| l.starts_with(&format!("{shell}:")))
+            .unwrap_or_else(|| panic!("no {shell} line: {help}"));
+        assert_eq!(line.matches("tooz completions").count(), 1, "{line}");
+    }
 }

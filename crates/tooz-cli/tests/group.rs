@@ -59,12 +59,6 @@ fn group_round_trip() {
     // Left on exit.
     assert_eq!(stdout(env.tooz().args(["group", "members", "g"])), "");
 
-    // `leave` removes a member someone else joined.
-    let leave = r#""$TOOZ_BIN" --member c group leave g && "$TOOZ_BIN" group members g"#;
-    let out = stdout(env.tooz().args([
-        "--member", "c", "group", "join", "g", "--", "sh", "-c", leave,
-    ]));
-    assert_eq!(out, "");
     env.tooz()
         .args(["group", "leave", "g"])
         .assert()
@@ -156,7 +150,14 @@ fn partition_places_keys_as_the_hash_ring() {
 
     let two: Value =
         serde_json::from_str(&std::fs::read_to_string(env.path("two.json")).unwrap()).unwrap();
-    assert_eq!(two["members"], json!({"a": 2, "b": 1, "c": 1}));
+    assert_eq!(
+        two["members"],
+        json!([
+            {"member": "a", "weight": 2},
+            {"member": "b", "weight": 1},
+            {"member": "c", "weight": 1},
+        ])
+    );
     assert_eq!(two["primary"], json!(primary));
     let mut got: Vec<String> = serde_json::from_value(two["owners"].clone()).unwrap();
     assert_eq!(got[0], primary, "the primary comes first");
@@ -171,4 +172,82 @@ fn partition_places_keys_as_the_hash_ring() {
     ignored.sort();
     assert_eq!(ignored, owners(3, &["a"]));
     assert_eq!(ignored, vec!["b".to_string(), "c".to_string()]);
+}
+
+/// `group leave` from another process removes a member: its `group join -- CMD` stops CMD
+/// (SIGTERM, then SIGKILL) and exits 76; without CMD, the join ends with 76 too.
+#[test]
+fn membership_loss_stops_cmd() {
+    let env = Env::new();
+    let leave = r#"trap '' TERM
+"$TOOZ_BIN" --member c group leave g && "$TOOZ_BIN" group members g > "$DIR/after"
+touch "$DIR/left"
+sleep 30"#;
+    let out = env
+        .tooz()
+        .args(["--member", "c", "group", "join", "g", "--kill-after", "0.3"])
+        .args(["--", "sh", "-c", leave])
+        .output()
+        .unwrap();
+    let err = common::stderr_of(&out);
+    assert_eq!(out.status.code(), Some(76), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("membership of g lost"), "{err}");
+    assert!(err.contains("SIGKILL"), "{err}");
+    assert!(env.path("left").exists());
+    assert_eq!(std::fs::read_to_string(env.path("after")).unwrap(), "");
+
+    let mut member = env.spawn(&["--json", "--member", "d", "group", "join", "g"]);
+    let lines = stdout_lines(&mut member);
+    next_line(&lines);
+    env.tooz()
+        .args(["--member", "d", "group", "leave", "g"])
+        .assert()
+        .success();
+    assert_eq!(wait_exit(&mut member), 76);
+}
+
+/// Names reach scripts exactly: a 208-byte member id holding a newline comes out whole in
+/// TOOZ_MEMBER, in `--json group members` and `group watch`, and feeding it back to
+/// `group leave` works.
+#[test]
+fn names_are_exact_in_json_and_environment() {
+    let env = Env::new();
+    let long = format!("mem-{}\nend", "x".repeat(200));
+    let record = r#"printf %s "$TOOZ_MEMBER" > "$DIR/member"
+"$TOOZ_BIN" --json group members g > "$DIR/members.json"
+"$TOOZ_BIN" group members g > "$DIR/members.txt""#;
+    env.tooz()
+        .args([
+            "--member", &long, "group", "join", "g", "--", "sh", "-c", record,
+        ])
+        .assert()
+        .success();
+    assert_eq!(std::fs::read_to_string(env.path("member")).unwrap(), long);
+    let members: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.path("members.json")).unwrap()).unwrap();
+    assert_eq!(members, json!([long]));
+    assert_eq!(
+        std::fs::read_to_string(env.path("members.txt")).unwrap(),
+        format!("{long}\n")
+    );
+
+    // What --json printed, fed back to `group leave`, removes the member.
+    let mut member = env.spawn(&["--json", "--member", &long, "group", "join", "g"]);
+    let lines = stdout_lines(&mut member);
+    let joined: Value = serde_json::from_str(&next_line(&lines)).unwrap();
+    assert_eq!(joined["member"], json!(long));
+    let out = env
+        .tooz()
+        .args(["--json", "group", "members", "g"])
+        .output()
+        .unwrap();
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let name = listed[0].as_str().unwrap();
+    env.tooz()
+        .args(["--member", name, "group", "leave", "g"])
+        .assert()
+        .success();
+    assert_eq!(wait_exit(&mut member), 76);
+    assert_eq!(stdout(env.tooz().args(["group", "members", "g"])), "");
 }

@@ -252,3 +252,118 @@ fn one_leader_at_a_time() {
         .success()
         .stdout("");
 }
+
+/// SIGKILL to tooz stops all of CMD: a grandchild of CMD is gone within 1 s (the watchdog
+/// kills CMD's process group when its pipe from tooz closes), and the next holder's command
+/// starts after the grandchild's last write. Likewise for `elect` and `group join -- CMD`.
+#[test]
+fn sigkill_of_tooz_stops_cmds_grandchildren() {
+    let env = Env::new();
+    let cmd = common::grandchild_cmd(&env, "first");
+    let mut args = vec!["lock", "crit", "--"];
+    args.extend(cmd.iter().map(String::as_str));
+    let mut first = env.spawn(&args);
+    let grandchild = common::read_number(&env.path("first.pid")) as i32;
+    let stamp = r#"date +%s%N > "$DIR/second""#;
+    let mut second = env.spawn(&["lock", "crit", "--", "sh", "-c", stamp]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!env.path("second").exists(), "two holders at once");
+
+    signal(&first, libc::SIGKILL);
+    assert_eq!(wait_exit(&mut first), 128 + libc::SIGKILL);
+    assert!(
+        common::gone_within(grandchild, Duration::from_secs(1)),
+        "CMD's grandchild survived tooz"
+    );
+    assert_eq!(wait_exit(&mut second), 0);
+    let started = common::read_number(&env.path("second"));
+    let last = common::last_beat(&env, "first");
+    assert!(
+        last < started,
+        "the first command wrote at {last}, after the second started at {started}"
+    );
+
+    for (name, command) in [
+        ("elect", &["elect", "g"][..]),
+        ("join", &["group", "join", "g"]),
+    ] {
+        let cmd = common::grandchild_cmd(&env, name);
+        let mut args = command.to_vec();
+        args.push("--");
+        args.extend(cmd.iter().map(String::as_str));
+        let mut tooz = env.spawn(&args);
+        let grandchild = common::read_number(&env.path(&format!("{name}.pid"))) as i32;
+        signal(&tooz, libc::SIGKILL);
+        assert_eq!(wait_exit(&mut tooz), 128 + libc::SIGKILL);
+        assert!(
+            common::gone_within(grandchild, Duration::from_secs(1)),
+            "{name}: CMD's grandchild survived tooz"
+        );
+    }
+}
+
+/// `elect` takes --no-wait and --timeout as `lock` does; --conflict-exit-code and
+/// --lost-exit-code tell tooz's own outcomes from CMD's statuses.
+#[test]
+fn elect_waits_like_lock_and_statuses_can_be_chosen() {
+    let env = Env::new();
+    let hold = r#"touch "$DIR/leading"; while [ ! -e "$DIR/stop" ]; do sleep 0.02; done"#;
+    let mut leader = env.spawn(&["--member", "first", "elect", "e", "--", "sh", "-c", hold]);
+    wait_for_file(&env.path("leading"));
+    let out = env
+        .tooz()
+        .args(["elect", "e", "--no-wait", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(75), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("first"), "{}", stderr_of(&out));
+    env.tooz()
+        .args(["elect", "e", "--timeout", "0.2", "--", "true"])
+        .assert()
+        .code(75);
+    env.tooz()
+        .args([
+            "elect",
+            "e",
+            "--no-wait",
+            "--conflict-exit-code",
+            "200",
+            "--",
+            "true",
+        ])
+        .assert()
+        .code(200);
+    env.tooz()
+        .args([
+            "lock",
+            "l",
+            "--max-hold",
+            "0.2",
+            "--lost-exit-code",
+            "201",
+            "--",
+        ])
+        .args(["sleep", "5"])
+        .assert()
+        .code(201);
+    // CMD's own 75 stays 75 whatever was chosen for tooz's.
+    env.tooz()
+        .args([
+            "lock",
+            "l",
+            "--conflict-exit-code",
+            "200",
+            "--",
+            "sh",
+            "-c",
+            "exit 75",
+        ])
+        .assert()
+        .code(75);
+    std::fs::write(env.path("stop"), "").unwrap();
+    assert_eq!(wait_exit(&mut leader), 0);
+    env.tooz()
+        .args(["elect", "e", "--no-wait", "--", "true"])
+        .assert()
+        .success();
+}

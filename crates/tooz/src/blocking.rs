@@ -40,16 +40,14 @@ impl Rt {
             .enable_all()
             .build()
             .map(|rt| Rt(Arc::new(rt)))
-            .map_err(|e| Error::Connection(format!("cannot start the runtime: {e}")))
+            .map_err(|e| Error::Runtime(format!("cannot start the runtime: {e}")))
     }
 
     fn run<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
         if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(Error::Backend {
-                driver: "blocking",
-                message: "tooz::blocking called from inside an async runtime; use the async API"
-                    .into(),
-            });
+            return Err(Error::Runtime(
+                "tooz::blocking called from inside an async runtime; use the async API".into(),
+            ));
         }
         self.0.block_on(fut)
     }
@@ -473,6 +471,16 @@ mod tests {
         let coord = Coordinator::connect("zake://", "inside").unwrap();
         let rt = tokio::runtime::Runtime::new().unwrap();
         let err = rt.block_on(async { coord.start() }).unwrap_err();
+        assert!(matches!(err, Error::Runtime(_)), "{err:?}");
         assert!(err.to_string().contains("inside an async runtime"), "{err}");
+    }
+
+    #[test]
+    fn an_async_coordinator_outside_a_runtime_is_a_runtime_error() {
+        let made = futures::executor::block_on(crate::Coordinator::connect("zake://", "m"));
+        let Err(err) = made else {
+            panic!("no runtime, no coordinator")
+        };
+        assert!(matches!(err, Error::Runtime(_)), "{err:?}");
     }
 }

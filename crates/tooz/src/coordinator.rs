@@ -97,6 +97,22 @@ impl CoordinatorBuilder {
         }
         Coordinator::assemble(driver, url, self.member, !self.manual_heartbeat)
     }
+
+    /// Connects and starts in one step: [`connect`](Self::connect), then
+    /// [`Coordinator::start`]. (The two steps stay available, as in Python tooz.)
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let coord = tooz::Coordinator::builder("zake://", "worker-1").start().await?;
+    /// assert!(coord.is_started());
+    /// coord.stop().await?;
+    /// # Ok::<(), tooz::Error>(()) }).unwrap();
+    /// ```
+    pub async fn start(self) -> Result<Coordinator> {
+        let coord = self.connect().await?;
+        coord.start().await?;
+        Ok(coord)
+    }
 }
 
 impl Coordinator {
@@ -143,9 +159,8 @@ impl Coordinator {
         member: Id,
         auto_heartbeat: bool,
     ) -> Result<Coordinator> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::Backend {
-            driver: driver.scheme(),
-            message: "a coordinator must be made within a tokio runtime".into(),
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::Runtime("a coordinator must be made within a tokio runtime".into())
         })?;
         let operation_timeout = url
             .duration_option("operation_timeout")
@@ -269,7 +284,7 @@ impl Coordinator {
                 let late = format!("disconnecting took longer than {bound:?}");
                 Err(Error::OperationTimedOut(late))
             });
-        self.inner.state.send_replace(ConnectionState::Disconnected);
+        crate::types::set_state(&self.inner.state, ConnectionState::Disconnected);
         result
     }
 
@@ -348,7 +363,7 @@ impl Coordinator {
                             if let Some(inner) = weak.upgrade() {
                                 tracing::warn!("session suspended past its timeout: lost");
                                 inner.lose_all(LostReason::SessionLost);
-                                inner.state.send_replace(ConnectionState::Lost);
+                                crate::types::set_state(&inner.state, ConnectionState::Lost);
                                 states.borrow_and_update();
                             }
                         }
@@ -561,6 +576,16 @@ impl Coordinator {
         self.inner.check_name("group", &group)?;
         let guard = self.leader_lock(group.clone()).acquire().await?;
         Ok(Leadership::new(group, guard))
+    }
+
+    /// Tries once to become leader of `group`: `None` if another member leads it.
+    pub async fn try_campaign(&self, group: impl Into<Id>) -> Result<Option<Leadership>> {
+        self.inner.check_started()?;
+        self.inner.check_election()?;
+        let group = group.into();
+        self.inner.check_name("group", &group)?;
+        let guard = self.leader_lock(group.clone()).try_acquire().await?;
+        Ok(guard.map(|guard| Leadership::new(group, guard)))
     }
 
     /// The current leader of `group`, if any.

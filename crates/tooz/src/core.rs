@@ -27,6 +27,8 @@ pub(crate) struct Acquisition {
     pub(crate) req: LockRequest,
     pub(crate) token: FencingToken,
     pub(crate) acquired_at: Instant,
+    /// When the last acquisition attempt or refresh that the backend confirmed was sent.
+    pub(crate) confirmed_at: Mutex<Instant>,
     pub(crate) released: AtomicBool,
 }
 
@@ -120,7 +122,12 @@ impl Core {
         let bound = self.operation_timeout;
         let span = tracing::debug_span!("tooz.op", op, driver = self.driver.scheme());
         match tokio::time::timeout(bound, fut.instrument(span)).await {
-            Ok(result) => result,
+            Ok(result) => {
+                if result.is_ok() {
+                    count_membership(op);
+                }
+                result
+            }
             Err(_) => Err(Error::OperationTimedOut(format!(
                 "{op} took longer than {bound:?}"
             ))),
@@ -146,8 +153,9 @@ impl Core {
     /// Refreshes every held lock; those the backend no longer has are reported lost.
     pub(crate) async fn refresh_locks(&self) {
         for acq in self.held() {
+            let sent = Instant::now();
             match self.driver.lock_refresh(&acq.req).await {
-                Ok(true) => {}
+                Ok(true) => *acq.confirmed_at.lock().unwrap() = sent,
                 Ok(false) => {
                     self.untrack(&acq);
                     acq.req.lost.fire(LostReason::Expired);
@@ -155,6 +163,17 @@ impl Core {
                 Err(error) => tracing::warn!(lock = %acq.req.name, %error, "lock refresh failed"),
             }
         }
+    }
+}
+
+/// Counts the membership changes that succeed: `tooz_group_operations_total`, labelled `op`
+/// (`create_group`, `delete_group`, `join_group`, `leave_group`).
+fn count_membership(op: &'static str) {
+    if matches!(
+        op,
+        "create_group" | "delete_group" | "join_group" | "leave_group"
+    ) {
+        metrics::counter!("tooz_group_operations_total", "op" => op).increment(1);
     }
 }
 

@@ -18,9 +18,11 @@ use crate::characteristics::Characteristics;
 use crate::error::{Error, Result};
 use crate::id::Id;
 pub use crate::types::{
-    Capabilities, ChangeWait, DriverFacts, FencingToken, GroupChange, GroupFeed, LockRequest,
-    LostReason, LostSignal, MemberInfo, SessionEvents, Support, WatchKind, DEFAULT_POLL_INTERVAL,
+    Capabilities, ChangeWait, DriverFacts, FencingToken, GroupChange, GroupFeed, LockMode,
+    LockRequest, LostReason, LostSignal, MemberInfo, SessionEvents, Support, WatchKind,
+    DEFAULT_POLL_INTERVAL,
 };
+pub use crate::url::{OptionKind, OptionSpec, Options, COMMON_OPTIONS};
 
 fn not_implemented(driver: &'static str, operation: &'static str) -> Error {
     Error::NotImplemented {
@@ -162,6 +164,13 @@ pub trait Driver: Send + Sync + 'static {
     /// Releases a lock held by `req`; `false` if it was not held by it.
     async fn lock_release(&self, _req: &LockRequest) -> Result<bool> {
         Err(not_implemented(self.scheme(), "locks"))
+    }
+
+    /// How long the backend keeps lock `name` after the last acquisition or refresh it
+    /// confirmed, where locks expire unless refreshed (a TTL or a lease); `None`, the default,
+    /// where a lock lasts as long as its holder's process, connection or session.
+    fn lock_lease(&self, _name: &Id) -> Option<Duration> {
+        None
     }
 
     /// Keeps a held lock alive; `false` if it is no longer held by `req`.

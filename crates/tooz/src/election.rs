@@ -30,6 +30,7 @@ pub struct Leadership {
 
 impl Leadership {
     pub(crate) fn new(group: Id, guard: LockGuard) -> Self {
+        metrics::counter!("tooz_elections_won_total").increment(1);
         Leadership { group, guard }
     }
 
@@ -41,6 +42,16 @@ impl Leadership {
     /// The term: the fencing token of the leader lock, larger for every new leader.
     pub fn term(&self) -> FencingToken {
         self.guard.fencing_token()
+    }
+
+    /// The leader lock's lease, where it expires unless refreshed: see [`LockGuard::lease`].
+    pub fn lease(&self) -> Option<std::time::Duration> {
+        self.guard.lease()
+    }
+
+    /// When the leader lock was last confirmed: see [`LockGuard::confirmed_at`].
+    pub fn confirmed_at(&self) -> tokio::time::Instant {
+        self.guard.confirmed_at()
     }
 
     /// Resolves when the leadership is lost.

@@ -90,6 +90,11 @@ pub enum Error {
     /// The backend could not be reached or the connection broke.
     #[error("connection error: {0}")]
     Connection(String),
+    /// The runtime tooz needs is missing or could not be started: a coordinator made outside
+    /// a tokio runtime, `tooz::blocking` called from inside one, or its own runtime failing
+    /// to start. A mistake in the program (or the host's limits), not the backend's.
+    #[error("runtime error: {0}")]
+    Runtime(String),
     /// An operation did not complete within its timeout.
     #[error("operation timed out: {0}")]
     OperationTimedOut(String),

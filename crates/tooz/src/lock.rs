@@ -123,6 +123,7 @@ impl Lock {
             lost: LostSignal::new(),
         };
         let started = Instant::now();
+        let single_try = matches!(wait, Wait::No);
         let span = tracing::debug_span!("tooz.lock.acquire", lock = %req.name);
         let token = async {
             match wait {
@@ -137,10 +138,13 @@ impl Lock {
             return Ok(None);
         };
         metrics::histogram!("tooz_lock_wait_seconds").record(started.elapsed().as_secs_f64());
+        let now = Instant::now();
         let acq = Arc::new(Acquisition {
             req,
             token,
-            acquired_at: Instant::now(),
+            acquired_at: now,
+            // One try was sent when the call began; a wait's last try, unknown here, just now.
+            confirmed_at: std::sync::Mutex::new(if single_try { started } else { now }),
             released: AtomicBool::new(false),
         });
         coord.track(acq.clone());
@@ -233,6 +237,25 @@ impl LockGuard {
     /// The fencing token of this acquisition.
     pub fn fencing_token(&self) -> FencingToken {
         self.acq.token
+    }
+
+    /// How long the backend keeps this lock after the last acquisition or refresh it
+    /// confirmed, where locks expire unless refreshed (redis, memcached, etcd, consul: the
+    /// lock's TTL or the session's lease); `None` where the lock lasts as long as its holder's
+    /// process, connection or session (file, ipc, zake, SQL, ZooKeeper).
+    ///
+    /// With [`LockGuard::confirmed_at`], a bound a supervisor can act on: a process paused
+    /// longer than the lease may have lost the lock before it can notice.
+    pub fn lease(&self) -> Option<Duration> {
+        self.lock.shared.coord.driver.lock_lease(self.lock.name())
+    }
+
+    /// When the last acquisition attempt or refresh (by the heartbeat) that the backend
+    /// confirmed was sent: where the lock has a [`lease`](LockGuard::lease), the backend keeps
+    /// it at least until this instant plus the lease. For a lock got by waiting, the instant
+    /// the wait ended, until the first refresh.
+    pub fn confirmed_at(&self) -> Instant {
+        *self.acq.confirmed_at.lock().unwrap()
     }
 
     /// Resolves when the lock is lost (broken, expired, session lost). Never resolves while

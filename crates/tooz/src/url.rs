@@ -24,7 +24,9 @@ pub enum OptionKind {
 impl OptionKind {
     fn expected(self) -> &'static str {
         match self {
-            OptionKind::Duration => "a positive duration in seconds (e.g. `5`, `0.5`, `250ms`)",
+            OptionKind::Duration => {
+                "a positive duration in seconds (e.g. `5`, `0.5`, `250ms`, `2m`, `1h`)"
+            }
             OptionKind::Bool => "a boolean (`true` or `false`)",
             OptionKind::Integer => "a non-negative integer",
             OptionKind::Text | OptionKind::Secret => "text",
@@ -105,6 +107,8 @@ pub struct DriverUrl {
     host_list: Vec<String>,
     /// The redacted URL as given, when `url` holds only the first host of a list.
     shown: Option<String>,
+    /// Whether `//` followed the scheme as written (`file:relative` has none).
+    authority: bool,
 }
 
 impl DriverUrl {
@@ -123,13 +127,35 @@ impl DriverUrl {
             .query_pairs()
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-        let shown = (!host_list.is_empty()).then(|| redact_raw(raw));
+        let authority = raw
+            .split_once(':')
+            .is_some_and(|(_, rest)| rest.starts_with("//"));
+        let shown = (!host_list.is_empty() || !authority).then(|| redact_raw(raw));
         Ok(DriverUrl {
             url,
             query,
             host_list,
             shown,
+            authority,
         })
+    }
+
+    /// `raw`, parsable or not, with its secrets (the password, and the values of options whose
+    /// names say password, token or secret) replaced by `***`: what to show of a URL.
+    ///
+    /// ```
+    /// let shown = tooz::DriverUrl::redact("redis://:p/w+x=y?z;@db:6379?sentinel_password=pw");
+    /// assert_eq!(shown, "redis://:***@db:6379?sentinel_password=***");
+    /// ```
+    pub fn redact(raw: &str) -> String {
+        redact_raw(raw)
+    }
+
+    /// Whether the URL was written with `//` after the scheme. `file:relative` and `file:./x`
+    /// have none: the URL standard reads them as `/relative` and `/x`, which is never what was
+    /// meant.
+    pub fn has_authority(&self) -> bool {
+        self.authority
     }
 
     /// Every `host[:port]` of the authority, as written: several for a comma-separated list,
@@ -229,20 +255,30 @@ fn check_value(spec: &OptionSpec, value: &str) -> Result<()> {
     })
 }
 
+/// A positive duration, as a URL option takes it: [`duration`] less zero.
 fn parse_duration(value: &str) -> Option<Duration> {
+    duration(value).filter(|d| !d.is_zero())
+}
+
+/// The one duration grammar of tooz, for URL options and the `tooz` command's flags alike:
+/// a number of seconds (`5`, `0.5`), or a number with a unit: `ms`, `s`, `m` or `h`
+/// (`250ms`, `2m`, `1h`); zero up to a year. `None` for anything else.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(tooz::duration("1h"), Some(Duration::from_secs(3600)));
+/// assert_eq!(tooz::duration("250ms"), Some(Duration::from_millis(250)));
+/// assert_eq!(tooz::duration("soon"), None);
+/// ```
+pub fn duration(value: &str) -> Option<Duration> {
     let value = value.trim();
-    let (number, scale) = if let Some(n) = value.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = value.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = value.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (value, 1.0)
-    };
+    let (number, scale) = [("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)]
+        .iter()
+        .find_map(|(unit, scale)| value.strip_suffix(unit).map(|n| (n, *scale)))
+        .unwrap_or((value, 1.0));
     let seconds: f64 = number.trim().parse().ok()?;
     let seconds = seconds * scale;
-    (seconds.is_finite() && seconds > 0.0 && seconds <= MAX_DURATION.as_secs_f64())
+    (seconds.is_finite() && seconds >= 0.0 && seconds <= MAX_DURATION.as_secs_f64())
         .then(|| Duration::from_secs_f64(seconds))
 }
 
@@ -270,25 +306,27 @@ fn is_secret_name(name: &str) -> bool {
 
 /// Redacts a URL string that may not even parse: the password part of the authority and the
 /// values of query options whose names look secret.
+///
+/// A password may hold characters that end an authority (`/`, `?`, `#`) when it was not
+/// percent-encoded, so the user information runs to the *last* `@`: whatever stands between
+/// the first `:` after `scheme://` and that `@` is hidden (more than the password, in the odd
+/// URL whose path or query holds an `@`, but never less).
 pub(crate) fn redact_raw(raw: &str) -> String {
-    let (head, query) = match raw.split_once('?') {
+    let (mut out, rest) = match raw.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((userinfo, after)) => match userinfo.split_once(':') {
+                Some((user, _)) => (format!("{scheme}://{user}:***@"), after),
+                None => (format!("{scheme}://{userinfo}@"), after),
+            },
+            None => (format!("{scheme}://"), rest),
+        },
+        None => (String::new(), raw),
+    };
+    let (head, query) = match rest.split_once('?') {
         Some((h, q)) => (h, Some(q)),
-        None => (raw, None),
+        None => (rest, None),
     };
-    let mut out = match head.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let authority = match authority.rsplit_once('@') {
-                Some((userinfo, host)) => match userinfo.split_once(':') {
-                    Some((user, _)) => format!("{user}:***@{host}"),
-                    None => format!("{userinfo}@{host}"),
-                },
-                None => authority.to_string(),
-            };
-            format!("{scheme}://{authority}{path}")
-        }
-        None => head.to_string(),
-    };
+    out.push_str(head);
     if let Some(query) = query {
         let parts: Vec<String> = query
             .split('&')
@@ -448,7 +486,9 @@ mod tests {
         assert_eq!(parse_duration("0.25"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        for bad in ["", "0", "-1", "abc", "nan", "inf", "1e30", "5h"] {
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(duration("0"), Some(Duration::ZERO));
+        for bad in ["", "0", "-1", "abc", "nan", "inf", "1e30", "5x", "h"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }
@@ -501,6 +541,16 @@ mod tests {
         }
         let bad = DriverUrl::parse("redis://admin:s3cret@[::1/x").unwrap_err();
         assert!(!bad.to_string().contains("s3cret"), "{bad}");
+        // Characters that end an authority, in a password nobody percent-encoded.
+        for password in ["p/w0rd", "p?w0rd", "p#w0rd", "p+w=0;rd", "p@w0rd"] {
+            let raw = format!("redis://:{password}@host:6379/0?timeout=5");
+            let shown = match DriverUrl::parse(&raw) {
+                Ok(url) => url.to_string(),
+                Err(error) => error.to_string(),
+            };
+            assert!(!shown.contains("w0rd"), "{shown}");
+            assert!(!redact_raw(&raw).contains("w0rd"), "{raw}");
+        }
         let bad = DriverUrl::parse("redis://h/?sentinel_password=").unwrap();
         let err = bad
             .options(

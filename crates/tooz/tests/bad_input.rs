@@ -6,7 +6,8 @@ mod support;
 use proptest::prelude::*;
 use sha1::Digest;
 use support::TempDir;
-use tooz::{Coordinator, DriverUrl, Error, COMMON_OPTIONS};
+use tooz::driver::COMMON_OPTIONS;
+use tooz::{Coordinator, DriverUrl, Error};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

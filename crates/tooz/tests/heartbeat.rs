@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tooz::driver::{Driver, DriverFacts, Support, WatchKind};
+use tooz::driver::{Driver, DriverFacts, LockRequest, SessionEvents, Support, WatchKind};
 use tooz::{
-    Characteristic, Characteristics, ConnectionState, Coordinator, FencingToken, Id, LockRequest,
-    LostReason, Result, SessionEvents,
+    Characteristic, Characteristics, ConnectionState, Coordinator, FencingToken, Id, LostReason,
+    Result,
 };
 
 const FLAKY_FACTS: DriverFacts = DriverFacts {

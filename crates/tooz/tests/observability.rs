@@ -1,66 +1,47 @@
 //! Metrics go through the `metrics` facade: nothing without a recorder, counts with one.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-
-use metrics::{
-    Counter, CounterFn, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
-    SharedString, Unit,
-};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use metrics_util::MetricKind;
 use tooz::{Coordinator, LostReason};
 
-#[derive(Default)]
-struct Counts(Mutex<HashMap<String, Arc<Count>>>);
+/// One snapshot of the debugging recorder (taking it resets counters and gauges).
+type Snapshot = Vec<(
+    metrics_util::CompositeKey,
+    Option<metrics::Unit>,
+    Option<metrics::SharedString>,
+    DebugValue,
+)>;
 
-#[derive(Default)]
-struct Count(AtomicU64);
-
-impl CounterFn for Count {
-    fn increment(&self, value: u64) {
-        self.0.fetch_add(value, Ordering::Relaxed);
-    }
-    fn absolute(&self, value: u64) {
-        self.0.store(value, Ordering::Relaxed);
-    }
+fn snapshot(snapshotter: &Snapshotter) -> Snapshot {
+    snapshotter.snapshot().into_vec()
 }
 
-impl HistogramFn for Count {
-    fn record(&self, _value: f64) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-impl Counts {
-    fn get(&self, name: &str) -> u64 {
-        let map = self.0.lock().unwrap();
-        map.get(name).map_or(0, |c| c.0.load(Ordering::Relaxed))
-    }
-    fn entry(&self, key: &Key) -> Arc<Count> {
-        let mut map = self.0.lock().unwrap();
-        map.entry(key.name().to_string()).or_default().clone()
-    }
-}
-
-impl Recorder for Counts {
-    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        Counter::from_arc(self.entry(key))
-    }
-    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
-        Gauge::noop()
-    }
-    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-        Histogram::from_arc(self.entry(key))
-    }
+/// What `snapshot` holds for `name` with `labels`: a counter's count, a histogram's number of
+/// samples, a gauge's value (truncated); 0 if never recorded.
+fn value(snapshot: &Snapshot, kind: MetricKind, name: &str, labels: &[(&str, &str)]) -> u64 {
+    snapshot
+        .iter()
+        .filter(|(key, ..)| key.kind() == kind && key.key().name() == name)
+        .filter(|(key, ..)| {
+            labels.iter().all(|(k, v)| {
+                key.key()
+                    .labels()
+                    .any(|label| label.key() == *k && label.value() == *v)
+            })
+        })
+        .map(|(.., value)| match value {
+            DebugValue::Counter(count) => *count,
+            DebugValue::Gauge(level) => level.into_inner() as u64,
+            DebugValue::Histogram(samples) => samples.len() as u64,
+        })
+        .sum()
 }
 
 #[test]
 fn lock_metrics_are_recorded() {
-    let counts = Counts::default();
-    metrics::with_local_recorder(&counts, || {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -90,7 +71,75 @@ fn lock_metrics_are_recorded() {
             b.stop().await.unwrap();
         });
     });
-    assert_eq!(counts.get("tooz_lock_wait_seconds"), 4);
-    assert_eq!(counts.get("tooz_lock_hold_seconds"), 4);
-    assert_eq!(counts.get("tooz_locks_lost_total"), 1);
+    let snapshot = snapshot(&snapshotter);
+    let histogram = |name| value(&snapshot, MetricKind::Histogram, name, &[]);
+    assert_eq!(histogram("tooz_lock_wait_seconds"), 4);
+    assert_eq!(histogram("tooz_lock_hold_seconds"), 4);
+    assert_eq!(
+        value(&snapshot, MetricKind::Counter, "tooz_locks_lost_total", &[]),
+        1
+    );
+}
+
+#[test]
+fn group_election_and_connection_metrics_are_recorded() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // b is still connected when the snapshot is taken; a has stopped.
+    let b = metrics::with_local_recorder(&recorder, || {
+        rt.block_on(async {
+            let a = Coordinator::connect("zake://metrics-groups", "a")
+                .await
+                .unwrap();
+            let b = Coordinator::connect("zake://metrics-groups", "b")
+                .await
+                .unwrap();
+            a.start().await.unwrap();
+            b.start().await.unwrap();
+            a.create_group("g").await.unwrap();
+            a.join_group("g", b"").await.unwrap();
+            b.join_group("g", b"").await.unwrap();
+            a.leave_group("g").await.unwrap();
+            a.campaign("g").await.unwrap().resign().await.unwrap();
+            b.campaign("g").await.unwrap().resign().await.unwrap();
+            b.leave_group("g").await.unwrap();
+            a.stop().await.unwrap();
+            b
+        })
+    });
+    let snapshot = snapshot(&snapshotter);
+    rt.block_on(b.stop()).unwrap();
+    let ops = |op| {
+        value(
+            &snapshot,
+            MetricKind::Counter,
+            "tooz_group_operations_total",
+            &[("op", op)],
+        )
+    };
+    assert_eq!(ops("create_group"), 1);
+    assert_eq!(ops("join_group"), 2);
+    assert_eq!(ops("leave_group"), 2);
+    assert_eq!(
+        value(
+            &snapshot,
+            MetricKind::Counter,
+            "tooz_elections_won_total",
+            &[]
+        ),
+        2
+    );
+    let coordinators = |state| {
+        value(
+            &snapshot,
+            MetricKind::Gauge,
+            "tooz_coordinators",
+            &[("state", state)],
+        )
+    };
+    assert_eq!(coordinators("connected"), 1);
 }

@@ -355,7 +355,9 @@ async fn next_line(rx: &mut mpsc::UnboundedReceiver<String>) -> Result<String, S
 async fn watch_child(ctx: &Ctx, member: &Coordinator, group: &str) -> Figures {
     let exe = std::env::current_exe().map_err(text)?;
     let mut child = Command::new(exe)
-        .args(["--url", &ctx.url, "--member", &ctx.name("watcher")])
+        // In the environment, not in argv where `ps` would show its secrets.
+        .env("TOOZ_URL", &ctx.url)
+        .args(["--member", &ctx.name("watcher")])
         .args(["bench-watcher", group])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -111,7 +111,7 @@ pub async fn run(global: &Global, args: &BenchArgs) -> Outcome {
     let mut progress = Progress {
         total: args.urls.len() * (MEASURES.len() + 2),
         done: 0,
-        tty: output::is_tty(libc::STDERR_FILENO),
+        tty: output::stderr_is_tty(),
         quiet: args.memory_only,
     };
     let mut backends = Vec::new();
@@ -124,6 +124,9 @@ pub async fn run(global: &Global, args: &BenchArgs) -> Outcome {
         "short": args.short,
         "backends": backends,
     });
+    // Whatever a driver or Python tooz put in an error figure, no secret of a URL is shown.
+    let document: Value = serde_json::from_str(&crate::secrets::scrub(&document.to_string()))
+        .map_err(|e| Failure::msg(format!("bench report: {e}")))?;
     if let Some(path) = &args.save {
         std::fs::write(path, format!("{document:#}\n"))
             .map_err(|e| Failure::msg(format!("cannot write {}: {e}", path.display())))?;
@@ -146,6 +149,7 @@ async fn backend(args: &BenchArgs, url: &str, index: usize, progress: &mut Progr
         .and_then(|u| tooz::drivers::lookup(u.scheme()))
         .map(|e| e.scheme)
         .unwrap_or("?");
+    let shown = tooz::DriverUrl::redact(url);
     let ctx = Ctx {
         url: url.to_string(),
         short: args.short,
@@ -156,7 +160,7 @@ async fn backend(args: &BenchArgs, url: &str, index: usize, progress: &mut Progr
     if args.memory_only {
         let figures = bounded(args.short, measures::memory(&ctx)).await;
         rust.insert("memory".into(), figures_json(figures));
-        return json!({"url": url, "driver": driver, "tooz_rs": rust});
+        return json!({"url": shown, "driver": driver, "tooz_rs": rust});
     }
     for &name in MEASURES {
         progress.step(&format!("{driver}: {name}"));
@@ -217,7 +221,7 @@ async fn backend(args: &BenchArgs, url: &str, index: usize, progress: &mut Progr
         }
     };
     json!({
-        "url": url,
+        "url": shown,
         "driver": driver,
         "server": server,
         "tooz_rs": rust,

@@ -131,3 +131,107 @@ pub fn next_line(lines: &mpsc::Receiver<String>) -> String {
 pub fn stderr_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// True while process `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Waits up to `limit` for process `pid` to be gone; true if it is.
+pub fn gone_within(pid: i32, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    for _ in 0..10_000 {
+        if !alive(pid) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+/// Reads a number written to `path` (waiting for it to appear).
+pub fn read_number(path: &Path) -> i64 {
+    wait_for_file(path);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for _ in 0..1_000 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if let Ok(n) = text.trim().parse() {
+            return n;
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("no number in {}", path.display())
+}
+
+/// Writes a script that records its pid in `$DIR/<name>.pid` and appends a nanosecond
+/// timestamp to `$DIR/<name>.beats` every 10 ms, forever; returns the command that runs it as
+/// a grandchild of CMD (CMD's child runs it in the background).
+pub fn grandchild_cmd(env: &Env, name: &str) -> Vec<String> {
+    let script = env.path(&format!("{name}.sh"));
+    std::fs::write(
+        &script,
+        format!(
+            "echo $$ > \"$DIR/{name}.pid\"\n\
+             while :; do date +%s%N >> \"$DIR/{name}.beats\"; sleep 0.01; done\n"
+        ),
+    )
+    .unwrap();
+    let inner = format!("sh {} & wait", script.display());
+    vec!["sh".into(), "-c".into(), format!("sh -c '{inner}' & wait")]
+}
+
+/// The last timestamp in `$DIR/<name>.beats`.
+pub fn last_beat(env: &Env, name: &str) -> i64 {
+    let beats = std::fs::read_to_string(env.path(&format!("{name}.beats"))).unwrap();
+    beats
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .next_back()
+        .unwrap()
+}
+
+/// True if this build of `tooz` has the driver of `scheme` (`tooz drivers --json`).
+pub fn driver_built(scheme: &str) -> bool {
+    let out = std::process::Command::new(TOOZ)
+        .args(["drivers", "--json"])
+        .output()
+        .unwrap();
+    let drivers: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    drivers
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["scheme"] == scheme && d["availability"] == "available")
+}
+
+/// `url` if its driver is built and `address` answers; otherwise `None`, saying why on
+/// stderr (a failure under `CI=true`, where the servers must run).
+pub fn server_url(scheme: &str, address: &str, url: String) -> Option<String> {
+    if !driver_built(scheme) {
+        eprintln!("skipping {url}: the {scheme} driver is not built in (a cargo feature)");
+        return None;
+    }
+    let up =
+        std::net::TcpStream::connect_timeout(&address.parse().unwrap(), Duration::from_secs(2))
+            .is_ok();
+    match (up, std::env::var("CI").as_deref()) {
+        (true, _) => Some(url),
+        (false, Ok("true")) => panic!("{address} is required under CI (scripts/services up)"),
+        (false, _) => {
+            eprintln!("skipping {url}: nothing listens on {address}");
+            None
+        }
+    }
+}

@@ -81,6 +81,36 @@ impl Capabilities {
         Ok(Capabilities(value))
     }
 
+    /// Capabilities from any serde value (feature `serde`), as msgpack with field names: a
+    /// struct or map becomes a msgpack map with string keys, the shape of Python tooz's dict
+    /// capabilities. A `Vec<u8>` becomes an array of numbers; use `serde_bytes` for a byte
+    /// string. [`Error::Serialization`] if the value cannot be written.
+    ///
+    /// ```
+    /// # #[cfg(feature = "serde")] {
+    /// #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    /// struct Caps { zone: String, weight: u32 }
+    /// let caps = tooz::Capabilities::from_serde(&Caps { zone: "a".into(), weight: 2 }).unwrap();
+    /// assert_eq!(caps.get("weight").and_then(|v| v.as_u64()), Some(2));
+    /// let back: Caps = caps.to_serde().unwrap();
+    /// assert_eq!(back, Caps { zone: "a".into(), weight: 2 });
+    /// # }
+    /// ```
+    #[cfg(feature = "serde")]
+    pub fn from_serde<T: serde::Serialize + ?Sized>(value: &T) -> Result<Capabilities> {
+        let bytes = rmp_serde::to_vec_named(value)
+            .map_err(|e| Error::Serialization(format!("capabilities: {e}")))?;
+        Capabilities::from_msgpack(&bytes)
+    }
+
+    /// The capabilities read as `T` (feature `serde`); [`Error::Serialization`] when they do
+    /// not have its shape.
+    #[cfg(feature = "serde")]
+    pub fn to_serde<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        rmp_serde::from_slice(&self.to_msgpack())
+            .map_err(|e| Error::Serialization(format!("capabilities: {e}")))
+    }
+
     /// A field of map capabilities, by string key.
     pub fn get(&self, key: &str) -> Option<&Value> {
         match &self.0 {

@@ -12,6 +12,7 @@ mod support;
 pub(crate) use lock::next_nonce;
 pub use lock::{FencingToken, LockMode, LockRequest, LostReason, LostSignal};
 pub use member::{Capabilities, MemberInfo, Value};
+pub(crate) use session::set_state;
 pub use session::{ConnectionState, SessionEvents};
 pub use support::{
     ChangeWait, DriverFacts, GroupChange, GroupFeed, Support, WatchKind, DEFAULT_POLL_INTERVAL,

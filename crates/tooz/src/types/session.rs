@@ -26,7 +26,36 @@ pub enum ConnectionState {
     Lost,
 }
 
+/// Moves a coordinator's state to `state`, keeping the `tooz_coordinators` gauge (how many
+/// coordinators are in each state, label `state`; stopped ones are not counted) in step.
+pub(crate) fn set_state(tx: &watch::Sender<ConnectionState>, state: ConnectionState) {
+    tx.send_if_modified(|current| {
+        if *current == state {
+            return false;
+        }
+        if *current != ConnectionState::Disconnected {
+            metrics::gauge!("tooz_coordinators", "state" => current.name()).decrement(1.0);
+        }
+        if state != ConnectionState::Disconnected {
+            metrics::gauge!("tooz_coordinators", "state" => state.name()).increment(1.0);
+        }
+        *current = state;
+        true
+    });
+}
+
 impl ConnectionState {
+    /// The state's name in lower case, as metrics label it: `connected`, `suspended`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnectionState::Disconnected => "disconnected",
+            ConnectionState::Connected => "connected",
+            ConnectionState::Suspended => "suspended",
+            ConnectionState::Reconnected => "reconnected",
+            ConnectionState::Lost => "lost",
+        }
+    }
+
     /// True when operations can be expected to succeed.
     pub fn is_connected(self) -> bool {
         matches!(
@@ -55,11 +84,7 @@ impl SessionEvents {
 
     /// Reports a new state (repeats of the current state are ignored).
     pub fn report(&self, state: ConnectionState) {
-        self.tx.send_if_modified(|current| {
-            let changed = *current != state;
-            *current = state;
-            changed
-        });
+        set_state(&self.tx, state);
     }
 
     /// The last state reported.

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::time::Instant;
-use tooz::driver::{ChangeWait, Driver, DriverFacts, GroupFeed};
-use tooz::{
-    Capabilities, FencingToken, Id, LockRequest, LostSignal, MemberInfo, Result, SessionEvents,
+use tooz::driver::{
+    ChangeWait, Driver, DriverFacts, GroupFeed, LockRequest, LostSignal, SessionEvents,
 };
+use tooz::{Capabilities, FencingToken, Id, MemberInfo, Result};
 
 /// The seeded bugs (the letters of the safety issue).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

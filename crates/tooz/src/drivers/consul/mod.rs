@@ -636,6 +636,11 @@ impl Driver for ConsulDriver {
         self.settings.ttl / 2
     }
 
+    /// A lock lives on the coordinator's session.
+    fn lock_lease(&self, _name: &Id) -> Option<Duration> {
+        Some(self.settings.ttl)
+    }
+
     fn validate_name(&self, kind: &'static str, name: &Id) -> Result<()> {
         if name.as_bytes().len() > MAX_NAME {
             return Err(Error::InvalidName {

@@ -382,6 +382,10 @@ impl Driver for EtcdV2Driver {
         self.ttl / 2
     }
 
+    fn lock_lease(&self, _name: &Id) -> Option<Duration> {
+        Some(self.ttl)
+    }
+
     fn validate_name(&self, kind: &'static str, name: &Id) -> Result<()> {
         if name.as_bytes().len() > MAX_NAME {
             return Err(Error::InvalidName {

@@ -91,7 +91,7 @@ pub(crate) fn build(url: &DriverUrl, member: &Id) -> Result<Arc<dyn Driver>> {
         url: url.to_string(),
         reason: reason.into(),
     };
-    if url.host().is_some() {
+    if url.host().is_some() || !url.has_authority() {
         return Err(invalid(
             "the directory must be an absolute path: file:///path/to/dir",
         ));

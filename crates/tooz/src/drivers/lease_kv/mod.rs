@@ -123,6 +123,11 @@ impl<S: KvStore> Driver for LeaseKvDriver<S> {
         self.settings.ttl / 2
     }
 
+    /// A lock lives on the coordinator's lease.
+    fn lock_lease(&self, _name: &Id) -> Option<Duration> {
+        Some(self.settings.ttl)
+    }
+
     async fn start(&self, events: SessionEvents) -> Result<()> {
         self.store.connect().await?;
         let lease = match self.store.grant(self.settings.ttl).await {

@@ -661,6 +661,11 @@ impl Driver for MemcachedDriver {
         self.cfg.window() / 2
     }
 
+    /// The key's TTL less a second: memcached counts whole seconds.
+    fn lock_lease(&self, name: &Id) -> Option<Duration> {
+        Some(Duration::from_secs(self.lock_ttl(name).saturating_sub(1)))
+    }
+
     fn validate_name(&self, kind: &'static str, name: &Id) -> Result<()> {
         match self.keys.misfit(kind, name) {
             Some(reason) => Err(Error::InvalidName {

@@ -286,19 +286,32 @@ impl Link {
         let client = self.client().await?;
         let config = self.conn_config();
         let connect = client.get_multiplexed_async_connection_with_config(&config);
+        let target = self.cfg.target_text();
         let mut mux = tokio::time::timeout(self.cfg.connect_timeout * 2, connect)
             .await
-            .map_err(|_| Error::Connection("redis: connecting timed out".into()))?
+            .map_err(|_| Error::Connection(format!("redis: connecting to {target} timed out")))?
             .map_err(|e| match e.kind() {
-                ErrorKind::AuthenticationFailed => Error::Connection(format!("redis: {e}")),
-                _ => Error::Connection(format!("redis: connecting: {e}")),
+                ErrorKind::AuthenticationFailed => {
+                    Error::Connection(format!("redis: {target}: {e}"))
+                }
+                _ => Error::Connection(format!("redis: connecting to {target}: {e}")),
             })?;
         let mut pipe = redis::pipe();
         pipe.cmd("INFO").arg("server");
         for lua in Scripts::get().all() {
             pipe.add_command(lua.load()).ignore();
         }
-        let replies: Vec<Value> = pipe.query_async(&mut mux).await.map_err(|e| to_error(&e))?;
+        let replies: Vec<Value> = pipe.query_async(&mut mux).await.map_err(|e| {
+            if is_connection_error(&e) {
+                // The server took the connection but hung up on the first commands, or timed
+                // out answering them: not a Redis server, or not one that answers.
+                Error::Connection(format!(
+                    "redis: {target} did not answer as a Redis server ({e}): is it one?"
+                ))
+            } else {
+                to_error(&e)
+            }
+        })?;
         let info = replies.first().and_then(text_of).unwrap_or_default();
         let version = info_field(&info, "redis_version").unwrap_or("0.0");
         if version_of(version) < MIN_VERSION {

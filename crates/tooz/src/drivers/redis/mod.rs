@@ -564,6 +564,10 @@ impl Driver for RedisDriver {
         self.cfg.window() / 2
     }
 
+    fn lock_lease(&self, _name: &Id) -> Option<Duration> {
+        Some(self.cfg.lock_timeout)
+    }
+
     fn validate_name(&self, kind: &'static str, name: &Id) -> Result<()> {
         if kind == "member" && name.as_bytes() == GROUP_EXISTS {
             return Err(Error::InvalidName {

@@ -202,9 +202,11 @@ impl Config {
     }
 }
 
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let target = match &self.target {
+impl Config {
+    /// Where the driver connects, for messages: `host:port`, `unix:/path`, or
+    /// `sentinel NAME via host:port,...`.
+    pub fn target_text(&self) -> String {
+        match &self.target {
             Target::Tcp { host, port } => format!("{host}:{port}"),
             Target::Unix(path) => format!("unix:{}", path.display()),
             Target::Sentinel {
@@ -213,7 +215,13 @@ impl fmt::Debug for Config {
                 let list: Vec<String> = sentinels.iter().map(|(h, p)| format!("{h}:{p}")).collect();
                 format!("sentinel {master} via {}", list.join(","))
             }
-        };
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let target = self.target_text();
         f.debug_struct("Config")
             .field("target", &target)
             .field("tls", &self.tls.is_some())
