@@ -237,11 +237,7 @@ impl Coordinator {
     /// The events since the last call, as `(kind, group, member)`, waiting up to `timeout`
     /// seconds for one (with none, elections whose seat is free are settled first).
     #[pyo3(signature = (timeout = None))]
-    fn run_watchers(
-        &self,
-        py: Python<'_>,
-        timeout: Option<f64>,
-    ) -> PyResult<Vec<WatchEvent>> {
+    fn run_watchers(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Vec<WatchEvent>> {
         let c = self.get()?.clone();
         let timeout = timeout.map(seconds).transpose()?;
         let events = wait(py, async move { c.run_watchers(timeout).await })?;
