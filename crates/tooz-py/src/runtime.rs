@@ -91,45 +91,29 @@ where
 /// How often a long wait looks for a pending Python signal (Ctrl-C).
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
-/// Runs `fut` (which may wait without bound) on the runtime, with the GIL released, and
-/// looks for Python signals every 100 ms: a `KeyboardInterrupt` cancels the wait.
+/// Runs `fut` (which may wait without bound) with the GIL released, on the calling thread
+/// as `run` does, in slices of 100 ms between which it looks for Python signals: a
+/// `KeyboardInterrupt` drops (cancels) the wait. The future lives across the slices.
 pub fn wait<T, F>(py: Python<'_>, fut: F) -> PyResult<T>
 where
-    F: Future<Output = tooz::Result<T>> + Send + 'static,
-    T: Send + 'static,
+    F: Future<Output = tooz::Result<T>> + Send,
+    T: Send,
 {
     let rt = runtime()?;
-    let mut task = rt.spawn(fut);
+    // Declared before the future, so dropped after it: a future dropped when the wait is
+    // interrupted runs its clean-up (a queued lock request's, say) within the runtime.
+    let _within = rt.enter();
+    let mut fut = std::pin::pin!(fut);
     loop {
         let slice = py.detach(|| {
-            let slice = async { tokio::time::timeout(SIGNAL_CHECK, &mut task).await };
+            let slice = async { tokio::time::timeout(SIGNAL_CHECK, fut.as_mut()).await };
             catch_unwind(AssertUnwindSafe(|| rt.block_on(slice)))
         });
-        let slice = match slice {
-            Ok(slice) => slice,
-            Err(payload) => {
-                task.abort();
-                return Err(panicked(payload));
-            }
-        };
         match slice {
             Ok(Ok(Ok(value))) => return Ok(value),
             Ok(Ok(Err(error))) => return Err(to_py(error)),
-            Ok(Err(join)) if join.is_panic() => return Err(panicked(join.into_panic())),
-            Ok(Err(join)) => {
-                return Err(NativeError::new_err((
-                    "ToozError",
-                    join.to_string(),
-                    (),
-                    (),
-                )))
-            }
-            Err(_elapsed) => {
-                if let Err(signal) = py.check_signals() {
-                    task.abort();
-                    return Err(signal);
-                }
-            }
+            Ok(Err(_elapsed)) => py.check_signals()?,
+            Err(payload) => return Err(panicked(payload)),
         }
     }
 }

@@ -165,3 +165,26 @@ def test_a_forked_child_cannot_use_its_parents_coordinator(url, name):
         assert lock.release()
     finally:
         parent.stop()
+
+
+def test_ctrl_c_interrupts_a_blocked_acquire_and_cancels_it(url, name):
+    import _thread
+
+    holder, waiter, third = coordinator(url), coordinator(url), coordinator(url)
+    try:
+        held = holder.get_lock(name)
+        assert held.acquire()
+        timer = threading.Timer(0.3, _thread.interrupt_main)
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            waiter.get_lock(name).acquire()
+        timer.join()
+        assert held.release()
+        # The interrupted wait was dropped: it does not take the lock later.
+        later = third.get_lock(name)
+        assert later.acquire(blocking=5)
+        assert later.release()
+    finally:
+        holder.stop()
+        waiter.stop()
+        third.stop()
