@@ -409,7 +409,10 @@ pub fn write_docs(path: &Path, document: &Value) -> std::io::Result<()> {
          every 1 ms). The floor is one connection doing one thing at a time: 16 clients on 16 \
          connections can exceed it. Memory growth below the allocator's granularity can come out \
          at 0 or slightly negative: read it as small. In get_members every member is a \
-         coordinator of its own (connection, session, heartbeat), in one process.\n\n",
+         coordinator of its own (connection, session, heartbeat), in one process. \
+         \"Python via tooz-rs\": the Python harness of the Python tooz column run on \
+         `rs+<scheme>://` URLs, i.e. Python tooz's API over the tooz-rs package \
+         (crates/tooz-py, release build).\n\n",
     );
     for (index, backend) in document["backends"]
         .as_array()
