@@ -238,9 +238,9 @@ impl Coordinator {
     /// seconds for one (with none, elections whose seat is free are settled first).
     #[pyo3(signature = (timeout = None))]
     fn run_watchers(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Vec<WatchEvent>> {
-        let c = self.get()?.clone();
+        let c = self.get()?;
         let timeout = timeout.map(seconds).transpose()?;
-        let events = wait(py, async move { c.run_watchers(timeout).await })?;
+        let events = wait(py, c.run_watchers(timeout))?;
         Ok(events
             .into_iter()
             .map(|event| {

@@ -62,43 +62,24 @@ impl Lock {
     /// takes, 0 tries once, otherwise at most that many seconds. True if acquired.
     #[pyo3(signature = (shared = false, wait_seconds = None))]
     fn acquire(&self, py: Python<'_>, shared: bool, wait_seconds: Option<f64>) -> PyResult<bool> {
-        let lock = self.get()?.clone();
-        let guard = match wait_seconds {
-            Some(s) if s <= 0.0 => {
-                let fut = async move {
-                    match shared {
-                        true => lock.try_acquire_shared().await,
-                        false => lock.try_acquire().await,
-                    }
-                };
-                run(py, fut)?
-            }
-            Some(s) => {
-                let limit = Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX);
-                let fut = async move {
-                    let acquire = async {
-                        match shared {
-                            true => lock.acquire_shared().await,
-                            false => lock.acquire_timeout(limit).await,
-                        }
-                    };
-                    match tokio::time::timeout(limit, acquire).await {
-                        Ok(Ok(guard)) => Ok(Some(guard)),
-                        Ok(Err(tooz::Error::OperationTimedOut(_))) | Err(_) => Ok(None),
-                        Ok(Err(error)) => Err(error),
-                    }
-                };
-                wait(py, fut)?
-            }
-            None => {
-                let fut = async move {
-                    match shared {
-                        true => lock.acquire_shared().await.map(Some),
-                        false => lock.acquire().await.map(Some),
-                    }
-                };
-                wait(py, fut)?
-            }
+        let lock = self.get()?;
+        let limit = |s: f64| Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX);
+        let guard = match (wait_seconds, shared) {
+            (Some(s), true) if s <= 0.0 => run(py, lock.try_acquire_shared())?,
+            (Some(s), false) if s <= 0.0 => run(py, lock.try_acquire())?,
+            (Some(s), true) => wait(py, async {
+                let within = tokio::time::timeout(limit(s), lock.acquire_shared()).await;
+                within.ok().transpose()
+            })?,
+            (Some(s), false) => wait(py, async {
+                match lock.acquire_timeout(limit(s)).await {
+                    Ok(guard) => Ok(Some(guard)),
+                    Err(tooz::Error::OperationTimedOut(_)) => Ok(None),
+                    Err(error) => Err(error),
+                }
+            })?,
+            (None, true) => wait(py, async { lock.acquire_shared().await.map(Some) })?,
+            (None, false) => wait(py, async { lock.acquire().await.map(Some) })?,
         };
         let Some(guard) = guard else {
             return Ok(false);

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime
 from typing import Any
+from urllib.parse import quote
 
 import tooz
 from tooz import coordination
@@ -74,18 +75,12 @@ def native_url(parsed_url, options: dict[str, Any]) -> str:
     if not scheme.startswith(_PREFIX):
         raise tooz.ToozError(f"{scheme}: a tooz-rs scheme starts with {_PREFIX!r}")
     query = "&".join(
-        f"{_quote(key)}={_quote(str(value))}"
+        f"{quote(key, safe='')}={quote(str(value), safe='')}"
         for key, values in sorted(options.items())
         for value in (values if isinstance(values, list) else [values])
     )
     url = f"{scheme[len(_PREFIX):]}://{parsed_url.netloc}{parsed_url.path}"
     return f"{url}?{query}" if query else url
-
-
-def _quote(text: str) -> str:
-    from urllib.parse import quote
-
-    return quote(text, safe="")
 
 
 class RustDriver(coordination.CoordinationDriver):
