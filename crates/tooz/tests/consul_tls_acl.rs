@@ -18,7 +18,19 @@ use tooz::Coordinator;
 
 const ROOT_TOKEN: &str = "3b0b5cfc-tooz-test-root-token";
 
+/// Starts the agent, on fresh ports each try: a port picked free can be taken by another
+/// test before the agent binds it (then the agent exits). Bounded: three tries.
 fn start_agent(dir: &Path) -> (Server, u16) {
+    for _ in 0..3 {
+        if let Some(started) = try_start_agent(dir) {
+            return started;
+        }
+    }
+    panic!("consul with TLS did not start in three tries");
+}
+
+/// One try: `None` if the agent exits or does not listen within 30 s.
+fn try_start_agent(dir: &Path) -> Option<(Server, u16)> {
     let port = |_: &str| support::free_port();
     let (https, serf_lan, serf_wan, server) =
         (port("https"), port("lan"), port("wan"), port("server"));
@@ -60,16 +72,17 @@ acl {{
         .stderr(Stdio::null())
         .spawn()
         .expect("start consul");
-    let agent = Server(agent);
+    let mut agent = Server(agent);
     let end = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", https)).is_err() {
-        assert!(
-            Instant::now() < end,
-            "consul with TLS did not start on {https}"
-        );
+        let exited = matches!(agent.0.try_wait(), Ok(Some(_)));
+        if exited || Instant::now() >= end {
+            eprintln!("consul with TLS did not start on {https} (exited: {exited})");
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
-    (agent, https)
+    Some((agent, https))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
